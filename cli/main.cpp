@@ -1,0 +1,350 @@
+// The revgate command line (SPEC.md section 2): run, demo, check, route, simulate, echo,
+// version. Exit codes: 0 ok, 1 invalid config or failed check, 2 usage error.
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "config/config.h"
+#include "echo/echo_server.h"
+#include "proxy/server.h"
+#include "routing/route_table.h"
+
+#ifndef REVGATE_VERSION
+#define REVGATE_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using namespace revgate;
+
+constexpr int kExitOk = 0;
+constexpr int kExitConfig = 1;
+constexpr int kExitUsage = 2;
+
+// Loads and validates; prints every error as "file:line:col: message [rule]".
+std::optional<config::Config> load_or_report(const std::string& path) {
+  auto loaded = config::load_file(path);
+  if (loaded) return std::move(*loaded);
+  for (const auto& error : loaded.error()) fmt::print(stderr, "{}\n", error.to_string());
+  fmt::print(stderr, "{}: {} error(s); config not applied\n", path, loaded.error().size());
+  return std::nullopt;
+}
+
+std::string describe_split(const routing::Service& service, const routing::Target* only) {
+  if (only != nullptr) {
+    return fmt::format("{} 100% (tag {})", only->revision->name, only->tag);
+  }
+  std::string out;
+  for (const auto& target : service.targets) {
+    if (target.percent == 0) continue;
+    if (!out.empty()) out += ", ";
+    out += fmt::format("{} {}%", target.revision->name, target.percent);
+  }
+  out += service.split_policy == config::SplitPolicy::smooth ? " (smooth)" : " (random)";
+  return out;
+}
+
+int run_server(config::Config config, const std::string& path) {
+  auto server = proxy::Server::create(std::move(config), path);
+  if (!server) {
+    fmt::print(stderr, "revgate: {}\n", server.error());
+    return kExitConfig;
+  }
+  return (*server)->run();
+}
+
+int cmd_run(const std::string& path) {
+  auto config = load_or_report(path);
+  if (!config) return kExitConfig;
+  return run_server(std::move(*config), path);
+}
+
+int cmd_check(const std::string& path) {
+  auto config = load_or_report(path);
+  if (!config) return kExitConfig;
+  auto table = routing::RouteTable::compile(*config);
+  std::size_t revisions = 0;
+  for (const auto& service : config->services) revisions += service.revisions.size();
+  fmt::print("{}: OK ({} service(s), {} revision(s), {} domain mapping(s), {} listener(s))\n",
+             path, config->services.size(), revisions, config->domain_mappings.size(),
+             config->listeners.size());
+  fmt::print("{:<48} {:<17} {:<28} {}\n", "HOST", "MATCH", "SERVICE", "ROUTE");
+  for (const auto& route : table->host_routes()) {
+    fmt::print("{:<48} {:<17} {:<28} {}\n", route.host, routing::to_string(route.match),
+               route.service->namespace_name + "/" + route.service->name,
+               describe_split(*route.service, route.target));
+  }
+  return kExitOk;
+}
+
+int cmd_route(const std::string& path, const std::string& host, const std::string& target_path,
+              const std::vector<std::string>& headers) {
+  auto config = load_or_report(path);
+  if (!config) return kExitConfig;
+  std::string tag;
+  for (const auto& header : headers) {
+    auto colon = header.find(':');
+    if (colon == std::string::npos) {
+      fmt::print(stderr, "--header wants NAME:VALUE, got '{}'\n", header);
+      return kExitUsage;
+    }
+    std::string name = header.substr(0, colon);
+    std::string value = header.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name == "knative-serving-tag") tag = value;
+  }
+  routing::Router router(routing::RouteTable::compile(*config));
+  auto decision = router.route({host, target_path, tag}, std::random_device{}());
+  if (!decision) {
+    fmt::print("host {}: no route (404, response flag NR)\n", host);
+    return kExitConfig;
+  }
+  const auto& service = *decision.service;
+  fmt::print("host:     {} ({})\n", host, routing::to_string(decision.match));
+  fmt::print("service:  {}/{} ({})\n", service.namespace_name, service.name, service.host);
+  if (decision.match == routing::MatchKind::tag_host || (!tag.empty() && !decision.target->tag.empty() &&
+                                                         decision.target->tag == tag)) {
+    fmt::print("target:   tag {} -> {} (100%)\n", decision.target->tag, decision.revision->name);
+  } else {
+    fmt::print("split:    {}\n", describe_split(service, nullptr));
+    fmt::print("picked:   {} (one pick; `revgate simulate` shows the shares)\n",
+               decision.revision->name);
+  }
+  fmt::print("endpoint: {}\n", decision.endpoint ? decision.endpoint->authority : "(none: 503 UH)");
+  return kExitOk;
+}
+
+int cmd_simulate(const std::string& path, const std::string& host, const std::string& tag,
+                 std::uint64_t n, std::uint64_t seed) {
+  auto config = load_or_report(path);
+  if (!config) return kExitConfig;
+  routing::Router router(routing::RouteTable::compile(*config));
+  std::mt19937_64 entropy(seed);
+  std::map<std::string, std::uint64_t> counts;
+  const routing::Service* service = nullptr;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    auto decision = router.route({host, "/", tag}, entropy());
+    if (!decision) {
+      fmt::print("host {}: no route (404, response flag NR)\n", host);
+      return kExitConfig;
+    }
+    service = decision.service;
+    ++counts[decision.revision->name];
+  }
+  fmt::print("{} picks for host {} (service {}/{}, {} split)\n", n, host, service->namespace_name,
+             service->name,
+             service->split_policy == config::SplitPolicy::smooth ? "smooth" : "random");
+  fmt::print("{:<32} {:>10} {:>9} {:>11}\n", "REVISION", "PICKS", "SHARE", "CONFIGURED");
+  for (const auto& [revision, count] : counts) {
+    int configured = 0;
+    for (const auto& target : service->targets) {
+      if (target.revision->name == revision) configured += target.percent;
+    }
+    fmt::print("{:<32} {:>10} {:>8.3f}% {:>10}%\n", revision, count,
+               n ? 100.0 * static_cast<double>(count) / static_cast<double>(n) : 0.0, configured);
+  }
+  return kExitOk;
+}
+
+int cmd_echo(echo::EchoOptions options, const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    fmt::print(stderr, "--listen wants HOST:PORT, got '{}'\n", listen);
+    return kExitUsage;
+  }
+  options.host = listen.substr(0, colon);
+  try {
+    options.port = static_cast<std::uint16_t>(std::stoul(listen.substr(colon + 1)));
+  } catch (const std::exception&) {
+    fmt::print(stderr, "--listen wants HOST:PORT, got '{}'\n", listen);
+    return kExitUsage;
+  }
+  auto server = echo::EchoServer::create(options);
+  if (!server) {
+    fmt::print(stderr, "revgate: {}\n", server.error());
+    return kExitConfig;
+  }
+  fmt::print(stderr, "echo {} listening on {}\n", options.name, (*server)->address());
+  // Stop on SIGINT/SIGTERM: the signal wait runs here, the server on its own threads.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  (*server)->start();
+  int received = 0;
+  sigwait(&signals, &received);
+  (*server)->stop();
+  return kExitOk;
+}
+
+int cmd_demo(const std::string& address, std::uint16_t port, std::uint16_t admin_port) {
+  // Two revisions served in-process by echo backends on free loopback ports.
+  std::vector<std::unique_ptr<echo::EchoServer>> backends;
+  for (const char* name : {"hello-00001", "hello-00002"}) {
+    echo::EchoOptions options;
+    options.name = name;
+    auto backend = echo::EchoServer::create(options);
+    if (!backend) {
+      fmt::print(stderr, "revgate demo: {}\n", backend.error());
+      return kExitConfig;
+    }
+    (*backend)->start();
+    backends.push_back(std::move(*backend));
+  }
+  const std::string yaml = fmt::format(R"(workers: 0
+listeners:
+  - name: http
+    address: "{0}:{1}"
+admin:
+  address: "127.0.0.1:{2}"
+services:
+  - name: hello
+    revisions:
+      - name: hello-00001
+        endpoints: ["{3}"]
+      - name: hello-00002
+        endpoints: ["{4}"]
+    traffic:
+      - revisionName: hello-00001
+        percent: 90
+      - revisionName: hello-00002
+        percent: 10
+        tag: canary
+      - latestRevision: true
+        percent: 0
+        tag: latest
+domainMappings:
+  - domain: "*"
+    service: hello
+)",
+                                       address, port, admin_port, backends[0]->address(),
+                                       backends[1]->address());
+  auto config = config::load_string(yaml, "<demo>");
+  if (!config) {
+    for (const auto& error : config.error()) fmt::print(stderr, "{}\n", error.to_string());
+    return kExitConfig;
+  }
+  auto server = proxy::Server::create(std::move(*config), "");
+  if (!server) {
+    fmt::print(stderr, "revgate demo: {}\n", server.error());
+    return kExitConfig;
+  }
+  const auto bound = (*server)->bound_addresses();
+  const auto http_port = bound.front().port;
+  const auto metrics_port = bound.back().port;
+  const std::string base = fmt::format("http://{}:{}", address == "0.0.0.0" ? "127.0.0.1" : address,
+                                       http_port);
+  fmt::print(
+      "revgate demo: service 'hello' (namespace default) on {base}\n"
+      "  revision hello-00001  90%           backend {a}\n"
+      "  revision hello-00002  10%, tag canary backend {b}\n"
+      "\nTry:\n"
+      "  # 20 requests: about 18 from hello-00001, 2 from hello-00002 (per request, not per "
+      "connection)\n"
+      "  for i in $(seq 20); do curl -s -o /dev/null -w '%header{{x-revision}}\\n' {base}/; done "
+      "| sort | uniq -c\n"
+      "  # the service host, as Knative names it\n"
+      "  curl -s {base}/ -H 'Host: hello.default.example.com'\n"
+      "  # the tagged canary: its own host, or the Knative-Serving-Tag header\n"
+      "  curl -s {base}/ -H 'Host: canary-hello.default.example.com'\n"
+      "  curl -s {base}/ -H 'Knative-Serving-Tag: canary'\n"
+      "  # what was served, in Istio's metric names\n"
+      "  curl -s http://127.0.0.1:{m}/metrics | grep '^istio_requests_total'\n"
+      "\nCtrl-C stops the demo.\n",
+      fmt::arg("base", base), fmt::arg("a", backends[0]->address()),
+      fmt::arg("b", backends[1]->address()), fmt::arg("m", metrics_port));
+  std::fflush(stdout);
+  const int code = (*server)->run();
+  for (auto& backend : backends) backend->stop();
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App app{"revgate: a front-end proxy that splits traffic across revisions"};
+  app.set_help_all_flag("--help-all", "Help for every command");
+  app.require_subcommand(0, 1);
+
+  std::string config_path;
+  app.add_option("-c,--config", config_path, "Config file (with no command: run it)");
+
+  auto* run = app.add_subcommand("run", "Serve with a config file (the default command)");
+  run->add_option("-c,--config", config_path, "Config file")->required();
+
+  auto* demo = app.add_subcommand("demo", "Built-in revisions and a 90/10 split; no config needed");
+  std::string demo_address = "127.0.0.1";
+  std::uint16_t demo_port = 8080;
+  std::uint16_t demo_admin_port = 9901;
+  demo->add_option("--port", demo_port, "Proxy port")->capture_default_str();
+  demo->add_option("--address", demo_address, "Proxy address")->capture_default_str();
+  demo->add_option("--admin-port", demo_admin_port, "Admin port (0 = any free port)")
+      ->capture_default_str();
+
+  auto* check = app.add_subcommand("check", "Validate a config and print its route table");
+  check->add_option("-c,--config", config_path, "Config file")->required();
+
+  auto* route = app.add_subcommand("route", "Explain where one request would go (no network)");
+  std::string host;
+  std::string path = "/";
+  std::vector<std::string> headers;
+  route->add_option("-c,--config", config_path, "Config file")->required();
+  route->add_option("--host", host, "Host header")->required();
+  route->add_option("--path", path, "Request path")->capture_default_str();
+  route->add_option("--header", headers, "Request header NAME:VALUE (repeatable)");
+
+  auto* simulate = app.add_subcommand("simulate", "Run the real picker N times, print the shares");
+  std::uint64_t picks = 100000;
+  std::uint64_t seed = 1;
+  std::string tag;
+  simulate->add_option("-c,--config", config_path, "Config file")->required();
+  simulate->add_option("--host", host, "Host header")->required();
+  simulate->add_option("-n", picks, "Number of picks")->capture_default_str();
+  simulate->add_option("--tag", tag, "Knative-Serving-Tag header value");
+  simulate->add_option("--seed", seed, "Entropy seed (random split)")->capture_default_str();
+
+  auto* echo_cmd = app.add_subcommand("echo", "A demo revision backend that echoes requests");
+  echo::EchoOptions echo_options;
+  std::string listen = "127.0.0.1:9001";
+  echo_cmd->add_option("--name", echo_options.name, "Revision name")->required();
+  echo_cmd->add_option("--listen", listen, "HOST:PORT (port 0 = any)")->capture_default_str();
+  echo_cmd->add_option("--delay-ms", echo_options.delay_ms, "Delay before every answer");
+  echo_cmd->add_option("--error-rate", echo_options.error_rate, "Fraction answered 500 (0..1)")
+      ->check(CLI::Range(0.0, 1.0));
+  echo_cmd->add_option("--threads", echo_options.threads, "Threads")->capture_default_str();
+
+  auto* version = app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  if (*version) {
+    fmt::print("revgate {}\n", REVGATE_VERSION);
+    return kExitOk;
+  }
+  if (*demo) return cmd_demo(demo_address, demo_port, demo_admin_port);
+  if (*check) return cmd_check(config_path);
+  if (*route) return cmd_route(config_path, host, path, headers);
+  if (*simulate) return cmd_simulate(config_path, host, tag, picks, seed);
+  if (*echo_cmd) return cmd_echo(echo_options, listen);
+  if (*run || !config_path.empty()) return cmd_run(config_path);
+  fmt::print(stderr, "{}", app.help());
+  return kExitUsage;
+}

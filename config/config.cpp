@@ -1,0 +1,899 @@
+// The YAML loader: walks the document once in a fixed order, fills Config and collects every
+// ConfigError on the way, then sorts them into source order. Runs on the loading thread only
+// (main thread at start and on reload); it never throws, whatever the input.
+#include "config/config.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <set>
+#include <span>
+#include <sstream>
+#include <utility>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <yaml-cpp/yaml.h>
+
+#include "config/values.h"
+
+namespace revgate::config {
+namespace {
+
+using namespace std::string_view_literals;
+
+// A YAML map that the loader knows: its name in messages and the keys it may hold.
+struct Section {
+  std::string_view noun;
+  std::span<const std::string_view> keys;
+};
+
+constexpr std::array kTopKeys = {"domain"sv,   "workers"sv,  "listeners"sv,
+                                 "admin"sv,    "limits"sv,   "timeouts"sv,
+                                 "upstream"sv, "services"sv, "domainMappings"sv};
+constexpr std::array kListenerKeys = {"name"sv, "address"sv};
+constexpr std::array kAdminKeys = {"address"sv};
+constexpr std::array kLimitsKeys = {"requestLineBytes"sv, "requestHeadersBytes"sv,
+                                    "requestHeaderCount"sv, "requestBodyBytes"sv};
+constexpr std::array kTimeoutsKeys = {"requestHeaders"sv,   "idle"sv,
+                                      "upstreamConnect"sv,  "upstreamResponse"sv,
+                                      "upstreamIdle"sv,     "shutdownGrace"sv};
+constexpr std::array kUpstreamKeys = {"maxIdlePerEndpoint"sv};
+constexpr std::array kServiceKeys = {"name"sv, "namespace"sv, "splitPolicy"sv, "revisions"sv,
+                                     "traffic"sv};
+constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv};
+constexpr std::array kTargetKeys = {"revisionName"sv, "latestRevision"sv, "percent"sv, "tag"sv};
+constexpr std::array kMappingKeys = {"domain"sv, "service"sv, "namespace"sv};
+
+constexpr Section kTop{"the config file", kTopKeys};
+constexpr Section kListener{"listener", kListenerKeys};
+constexpr Section kAdmin{"admin", kAdminKeys};
+constexpr Section kLimits{"limits", kLimitsKeys};
+constexpr Section kTimeouts{"timeouts", kTimeoutsKeys};
+constexpr Section kUpstream{"upstream", kUpstreamKeys};
+constexpr Section kService{"service", kServiceKeys};
+constexpr Section kRevision{"revision", kRevisionKeys};
+constexpr Section kTarget{"traffic target", kTargetKeys};
+constexpr Section kMapping{"domain mapping", kMappingKeys};
+
+constexpr std::int64_t kMaxWorkers = 1024;  // a typo such as 80000 should not spawn threads
+constexpr std::int64_t kNoMax = std::numeric_limits<std::int64_t>::max();
+constexpr std::size_t kMaxQuoted = 60;  // keeps one error on one readable line
+
+SourcePos pos_of(const YAML::Node& node) {
+  if (!node.IsDefined()) return {};
+  YAML::Mark mark = node.Mark();
+  if (mark.is_null()) return {};
+  return {mark.line + 1, mark.column + 1};
+}
+
+// A user's text inside a message: quoted, control characters escaped, long text cut.
+std::string quote(std::string_view text) {
+  std::string out = "'";
+  for (char c : text.substr(0, kMaxQuoted)) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  if (text.size() > kMaxQuoted) out += "...";
+  return out + "'";
+}
+
+// Quoted scalars and explicit !!str are strings even when they read like a number or boolean.
+bool is_string_typed(const YAML::Node& node) {
+  return node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str";
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Scalar:
+      return is_string_typed(node) ? "the string " + quote(node.Scalar()) : quote(node.Scalar());
+    default:
+      return "nothing";
+  }
+}
+
+std::string lowercase(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// Unknown keys are mostly typos: name the closest allowed key when it is close enough.
+std::string did_you_mean(std::string_view key, std::span<const std::string_view> allowed) {
+  std::string lower_key = lowercase(std::string(key));
+  std::string_view best;
+  std::size_t best_distance = 3;
+  for (std::string_view candidate : allowed) {
+    std::size_t distance = edit_distance(lower_key, lowercase(std::string(candidate)));
+    if (distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  return best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
+}
+
+std::string range_text(std::int64_t min, std::int64_t max) {
+  if (max == kNoMax) return min == 0 ? "an integer >= 0" : fmt::format("an integer >= {}", min);
+  return fmt::format("an integer from {} to {}", min, max);
+}
+
+std::expected<std::string, std::string> resolve_with_getaddrinfo(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* raw = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &raw);
+  if (rc != 0) {
+    return std::unexpected(rc == EAI_SYSTEM ? std::string(std::strerror(errno))
+                                            : std::string(::gai_strerror(rc)));
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(raw, &::freeaddrinfo);
+  if (list == nullptr) return std::unexpected("no address found");
+  char text[NI_MAXHOST] = {};
+  rc = ::getnameinfo(list->ai_addr, list->ai_addrlen, text, sizeof text, nullptr, 0,
+                     NI_NUMERICHOST);
+  if (rc != 0) return std::unexpected(std::string(::gai_strerror(rc)));
+  return std::string(text);
+}
+
+// One key of a map, with positions ready for messages.
+struct Field {
+  std::string name;
+  YAML::Node key;
+  YAML::Node value;
+  SourcePos key_pos;
+  // The value's position, or the key's when the value is empty: yaml-cpp marks an empty value
+  // at the next token, which may be lines below.
+  SourcePos value_pos;
+};
+
+struct Fields {
+  SourcePos pos;  // the map itself
+  std::vector<Field> entries;
+
+  // The field named `name` unless absent or empty: `key:` and `key: ~` mean "the default".
+  const Field* find(std::string_view name) const {
+    const Field* field = find_key(name);
+    return field != nullptr && !field->value.IsNull() ? field : nullptr;
+  }
+  // The same, empty values included: to point at `listeners:` when it is present but empty.
+  const Field* find_key(std::string_view name) const {
+    for (const Field& field : entries) {
+      if (field.name == name) return &field;
+    }
+    return nullptr;
+  }
+};
+
+class Loader {
+ public:
+  Loader(std::string file, Resolver resolver)
+      : file_(std::move(file)), resolver_(std::move(resolver)) {}
+
+  LoadResult load(std::string_view yaml) {
+    try {
+      load_document(yaml);
+    } catch (const std::exception& e) {
+      // A bug of ours, not the user's; still reported as an error rather than thrown.
+      add({}, "internal", fmt::format("internal error while loading: {}", e.what()));
+    }
+    std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+      return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    });
+    if (!errors_.empty()) return std::unexpected(std::move(errors_));
+    return std::move(config_);
+  }
+
+ private:
+  void load_document(std::string_view yaml) {
+    std::vector<YAML::Node> documents;
+    try {
+      documents = YAML::LoadAll(std::string(yaml));
+    } catch (const YAML::Exception& e) {
+      SourcePos pos;
+      if (!e.mark.is_null()) pos = {e.mark.line + 1, e.mark.column + 1};
+      add(pos, "yaml-syntax", e.msg);
+      return;
+    }
+    config_.source = file_;
+    if (documents.size() > 1) {
+      add(pos_of(documents[1]), "yaml-syntax",
+          "a config file holds one YAML document; this is a second one (after '---')");
+    }
+    if (documents.empty() || documents[0].IsNull()) {
+      Fields empty;
+      empty.pos = {1, 1};
+      read_config(empty);  // an empty file: every default, no listener
+      return;
+    }
+    if (auto top = read_map(documents[0], kTop)) read_config(*top);
+  }
+
+  void read_config(const Fields& top) {
+    if (const Field* field = top.find("domain")) {
+      if (auto domain = read_string(*field)) {
+        config_.domain = lowercase(*domain);
+        if (auto problem = detail::dns_name_problem(config_.domain)) {
+          add(field->value_pos, "domain",
+              fmt::format("domain {} is not a valid DNS name: it {}", quote(*domain), *problem));
+        }
+      }
+    }
+    if (const Field* field = top.find("workers")) {
+      if (auto workers = read_int(*field, 0, kMaxWorkers)) config_.workers = int(*workers);
+    }
+    read_listeners(top);
+    if (auto admin = read_section(top, "admin", kAdmin)) {
+      if (const Field* field = admin->find("address")) {
+        if (auto address = read_bind_address(*field, "admin address")) {
+          config_.admin.host = address->host;
+          config_.admin.port = address->port;
+        }
+      }
+    }
+    if (auto limits = read_section(top, "limits", kLimits)) read_limits(*limits);
+    if (auto timeouts = read_section(top, "timeouts", kTimeouts)) read_timeouts(*timeouts);
+    if (auto upstream = read_section(top, "upstream", kUpstream)) {
+      if (const Field* field = upstream->find("maxIdlePerEndpoint")) {
+        if (auto value = read_int(*field, 0, kNoMax)) {
+          config_.upstream.max_idle_per_endpoint = std::size_t(*value);
+        }
+      }
+    }
+    // Services before mappings, whatever the key order in the file: mappings refer to services.
+    if (const Field* field = top.find("services")) {
+      for (const YAML::Node& item : read_list(*field)) read_service(item);
+    }
+    if (const Field* field = top.find("domainMappings")) {
+      for (const YAML::Node& item : read_list(*field)) read_mapping(item);
+    }
+  }
+
+  // ---- listeners, admin, limits, timeouts ----
+
+  void read_listeners(const Fields& top) {
+    const Field* field = top.find_key("listeners");
+    constexpr auto kHint = "at least one listener is required, e.g. listeners: [{name: http, "
+                           "address: 0.0.0.0:8080}]";
+    if (field == nullptr) {
+      add(top.pos, "listeners-required", kHint);
+      return;
+    }
+    if (field->value.IsNull() || (field->value.IsSequence() && field->value.size() == 0)) {
+      add(field->key_pos, "listeners-required", kHint);
+      return;
+    }
+    std::map<std::string, SourcePos> seen;
+    for (const YAML::Node& item : read_list(*field)) {
+      auto fields = read_map(item, kListener);
+      if (!fields) continue;
+      Listener listener;
+      listener.pos = fields->pos;
+      if (const Field* name = require(*fields, "name", kListener)) {
+        if (auto value = read_string(*name)) {
+          listener.name = *value;
+          check_name(*value, name->value_pos, "listener name");
+          if (auto [it, fresh] = seen.emplace(*value, name->value_pos); !fresh) {
+            add(name->value_pos, "listener-name-unique",
+                fmt::format("listener name {} is already used at line {}", quote(*value),
+                            it->second.line));
+          }
+        }
+      }
+      if (const Field* address = require(*fields, "address", kListener)) {
+        if (auto value = read_bind_address(*address, "listener address")) {
+          listener.host = value->host;
+          listener.port = value->port;
+        }
+      }
+      config_.listeners.push_back(std::move(listener));
+    }
+  }
+
+  // A numeric address to bind: names are not resolved here, the proxy binds exactly this.
+  std::optional<detail::HostPort> read_bind_address(const Field& field, std::string_view what) {
+    auto text = read_string(field);
+    if (!text) return std::nullopt;
+    auto address = detail::split_host_port(*text);
+    if (!address) {
+      add(field.value_pos, "address",
+          fmt::format("{} {} {}", what, quote(*text), address.error()));
+      return std::nullopt;
+    }
+    auto numeric = address->bracketed ? detail::numeric_ipv6(address->host)
+                                      : detail::numeric_ipv4(address->host);
+    if (!numeric) {
+      add(field.value_pos, "address",
+          fmt::format("{} {}: the host must be a numeric IPv4 address or a bracketed IPv6 "
+                      "address such as 0.0.0.0, 127.0.0.1 or [::]",
+                      what, quote(*text)));
+      return std::nullopt;
+    }
+    address->host = *numeric;
+    return *address;
+  }
+
+  void read_limits(const Fields& fields) {
+    Limits& limits = config_.limits;
+    if (const Field* f = fields.find("requestLineBytes")) {
+      if (auto v = read_int(*f, 1, kNoMax)) limits.request_line_bytes = std::size_t(*v);
+    }
+    if (const Field* f = fields.find("requestHeadersBytes")) {
+      if (auto v = read_int(*f, 1, kNoMax)) limits.request_headers_bytes = std::size_t(*v);
+    }
+    if (const Field* f = fields.find("requestHeaderCount")) {
+      if (auto v = read_int(*f, 1, kNoMax)) limits.request_header_count = std::size_t(*v);
+    }
+    if (const Field* f = fields.find("requestBodyBytes")) {
+      if (auto v = read_int(*f, 0, kNoMax)) limits.request_body_bytes = std::uint64_t(*v);
+    }
+  }
+
+  void read_timeouts(const Fields& fields) {
+    Timeouts& timeouts = config_.timeouts;
+    const std::pair<std::string_view, std::chrono::milliseconds*> targets[] = {
+        {"requestHeaders", &timeouts.request_headers},
+        {"idle", &timeouts.idle},
+        {"upstreamConnect", &timeouts.upstream_connect},
+        {"upstreamResponse", &timeouts.upstream_response},
+        {"upstreamIdle", &timeouts.upstream_idle},
+        {"shutdownGrace", &timeouts.shutdown_grace},
+    };
+    for (const auto& [key, target] : targets) {
+      if (const Field* field = fields.find(key)) {
+        if (auto value = read_duration(*field)) *target = *value;
+      }
+    }
+  }
+
+  // ---- services ----
+
+  void read_service(const YAML::Node& item) {
+    auto fields = read_map(item, kService);
+    if (!fields) return;
+    Service service;
+    service.pos = fields->pos;
+    bool name_ok = false;
+    SourcePos name_pos = fields->pos;
+    if (const Field* field = require(*fields, "name", kService)) {
+      if (auto value = read_string(*field)) {
+        service.name = *value;
+        name_pos = field->value_pos;
+        name_ok = check_name(*value, name_pos, "service name");
+      }
+    }
+    bool namespace_ok = true;
+    if (const Field* field = fields->find("namespace")) {
+      namespace_ok = false;
+      if (auto value = read_string(*field)) {
+        service.namespace_name = *value;
+        namespace_ok = check_name(*value, field->value_pos, "namespace");
+      }
+    }
+    if (name_ok && namespace_ok) {
+      auto key = std::pair(service.namespace_name, service.name);
+      if (auto [it, fresh] = services_seen_.emplace(key, name_pos); !fresh) {
+        add(name_pos, "service-unique",
+            fmt::format("service {} is already defined in namespace {} at line {}",
+                        quote(service.name), quote(service.namespace_name), it->second.line));
+      }
+    }
+    if (const Field* field = fields->find("splitPolicy")) {
+      if (auto value = read_string(*field)) {
+        if (*value == "smooth") {
+          service.split_policy = SplitPolicy::smooth;
+        } else if (*value == "random") {
+          service.split_policy = SplitPolicy::random;
+        } else {
+          add(field->value_pos, "split-policy",
+              fmt::format("splitPolicy must be smooth or random, got {}", quote(*value)));
+        }
+      }
+    }
+    read_revisions(*fields, service);
+    read_traffic(*fields, service);
+    config_.services.push_back(std::move(service));
+  }
+
+  void read_revisions(const Fields& fields, Service& service) {
+    const Field* field = fields.find_key("revisions");
+    bool empty = field == nullptr || field->value.IsNull() ||
+                 (field->value.IsSequence() && field->value.size() == 0);
+    if (empty) {
+      add(field != nullptr ? field->key_pos : fields.pos, "revisions-required",
+          fmt::format("service {} needs at least one revision", quote(service.name)));
+      return;
+    }
+    for (const YAML::Node& item : read_list(*field)) {
+      auto revision_fields = read_map(item, kRevision);
+      if (!revision_fields) continue;
+      service.revisions.push_back(read_revision(*revision_fields, service.name));
+    }
+  }
+
+  Revision read_revision(const Fields& fields, const std::string& service_name) {
+    Revision revision;
+    revision.pos = fields.pos;
+    if (const Field* field = require(fields, "name", kRevision)) {
+      if (auto value = read_string(*field)) {
+        revision.name = *value;
+        check_name(*value, field->value_pos, "revision name");
+        auto [it, fresh] = revisions_seen_.emplace(*value, std::pair(field->value_pos, service_name));
+        if (!fresh) {
+          add(field->value_pos, "revision-unique",
+              fmt::format("revision name {} is already used at line {} (service {}); revision "
+                          "names are unique in the whole file",
+                          quote(*value), it->second.first.line, quote(it->second.second)));
+        }
+      }
+    }
+    const Field* field = fields.find_key("endpoints");
+    bool empty = field == nullptr || field->value.IsNull() ||
+                 (field->value.IsSequence() && field->value.size() == 0);
+    if (empty) {
+      add(field != nullptr ? field->key_pos : fields.pos, "endpoints-required",
+          fmt::format("revision {} needs at least one endpoint (host:port)", quote(revision.name)));
+      return revision;
+    }
+    for (const YAML::Node& item : read_list(*field)) {
+      if (auto endpoint = read_endpoint(item)) revision.endpoints.push_back(std::move(*endpoint));
+    }
+    return revision;
+  }
+
+  std::optional<Endpoint> read_endpoint(const YAML::Node& node) {
+    SourcePos pos = pos_of(node);
+    if (!node.IsScalar()) {
+      add(pos, "type", fmt::format("an endpoint must be a string host:port, got {}", describe(node)));
+      return std::nullopt;
+    }
+    const std::string& text = node.Scalar();
+    auto host_port = detail::split_host_port(text);
+    if (!host_port) {
+      add(pos, "endpoint", fmt::format("endpoint {} {}", quote(text), host_port.error()));
+      return std::nullopt;
+    }
+    if (host_port->port == 0) {
+      add(pos, "endpoint", fmt::format("endpoint {} has port 0; an endpoint port is 1 to 65535",
+                                       quote(text)));
+      return std::nullopt;
+    }
+    Endpoint endpoint;
+    endpoint.host = host_port->host;
+    endpoint.port = host_port->port;
+    endpoint.pos = pos;
+    if (host_port->bracketed || detail::looks_like_ipv4(host_port->host)) {
+      auto numeric = host_port->bracketed ? detail::numeric_ipv6(host_port->host)
+                                          : detail::numeric_ipv4(host_port->host);
+      if (!numeric) {
+        add(pos, "endpoint",
+            fmt::format("endpoint {}: {} is not a valid {} address", quote(text),
+                        quote(host_port->host), host_port->bracketed ? "IPv6" : "IPv4"));
+        return std::nullopt;
+      }
+      endpoint.address = *numeric;
+      return endpoint;
+    }
+    if (auto problem = detail::dns_name_problem(host_port->host, /*allow_underscore=*/true)) {
+      add(pos, "endpoint",
+          fmt::format("endpoint {}: host {} is not an IP address or a valid DNS name: it {}",
+                      quote(text), quote(host_port->host), *problem));
+      return std::nullopt;
+    }
+    auto address = resolve(host_port->host);
+    if (!address) {
+      add(pos, "endpoint-resolve",
+          fmt::format("endpoint {}: cannot resolve {}: {}", quote(text), quote(host_port->host),
+                      address.error()));
+      return std::nullopt;
+    }
+    endpoint.address = *address;
+    return endpoint;
+  }
+
+  std::expected<std::string, std::string> resolve(const std::string& host) {
+    auto it = resolved_.find(host);
+    if (it == resolved_.end()) {
+      it = resolved_.emplace(host, resolver_ ? resolver_(host) : resolve_with_getaddrinfo(host))
+               .first;
+    }
+    return it->second;
+  }
+
+  void read_traffic(const Fields& fields, Service& service) {
+    const Field* field = fields.find("traffic");
+    if (field == nullptr || (field->value.IsSequence() && field->value.size() == 0)) {
+      // Knative's default route: everything to the latest revision.
+      TrafficTarget latest;
+      latest.latest_revision = true;
+      latest.percent = 100;
+      service.traffic.push_back(latest);
+      return;
+    }
+    std::set<std::string> revision_names;
+    for (const Revision& revision : service.revisions) revision_names.insert(revision.name);
+    std::map<std::string, SourcePos> tags;
+    bool percents_known = field->value.IsSequence();
+    int sum = 0;
+    for (const YAML::Node& item : read_list(*field)) {
+      auto target_fields = read_map(item, kTarget);
+      if (!target_fields) {
+        percents_known = false;
+        continue;
+      }
+      auto target = read_target(*target_fields, service, revision_names, tags);
+      if (!target) {
+        percents_known = false;
+        continue;
+      }
+      sum += target->percent;
+      service.traffic.push_back(std::move(*target));
+    }
+    // Only a sum of readable percents is worth reporting; a bad percent has its own error.
+    if (percents_known && sum != 100) {
+      add(field->key_pos, "percent-sum",
+          fmt::format("the traffic percents of service {} sum to {}; they must sum to 100",
+                      quote(service.name), sum));
+    }
+  }
+
+  // nullopt when the percent could not be read (so the sum is unknown).
+  std::optional<TrafficTarget> read_target(const Fields& fields, const Service& service,
+                                           const std::set<std::string>& revision_names,
+                                           std::map<std::string, SourcePos>& tags) {
+    TrafficTarget target;
+    target.pos = fields.pos;
+    bool kind_known = true;
+    const Field* revision_field = fields.find("revisionName");
+    if (revision_field != nullptr) {
+      if (auto value = read_string(*revision_field)) {
+        target.revision_name = *value;
+      } else {
+        kind_known = false;
+      }
+    }
+    const Field* latest_field = fields.find("latestRevision");
+    if (latest_field != nullptr) {
+      if (auto value = read_bool(*latest_field)) {
+        target.latest_revision = *value;
+      } else {
+        kind_known = false;
+      }
+    }
+    if (kind_known && !target.revision_name.empty() && target.latest_revision) {
+      add(latest_field->key_pos, "target-kind",
+          "a traffic target has revisionName or latestRevision: true, not both");
+    } else if (kind_known && target.revision_name.empty() && !target.latest_revision) {
+      add(fields.pos, "target-kind",
+          "a traffic target needs revisionName or latestRevision: true");
+    }
+    if (!target.revision_name.empty() && !revision_names.contains(target.revision_name)) {
+      std::vector<std::string> names;
+      for (const Revision& revision : service.revisions) names.push_back(revision.name);
+      add(revision_field->value_pos, "revision-exists",
+          fmt::format("revisionName {} is not a revision of service {} (its revisions: {})",
+                      quote(target.revision_name), quote(service.name),
+                      names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+    }
+    if (const Field* field = fields.find("tag")) {
+      if (auto value = read_string(*field); value && !value->empty()) {
+        target.tag = *value;
+        if (auto problem = detail::dns1035_label_problem(*value)) {
+          add(field->value_pos, "tag-name",
+              fmt::format("tag {} is not a DNS-1035 label: it {}", quote(*value), *problem));
+        } else if (auto [it, fresh] = tags.emplace(*value, field->value_pos); !fresh) {
+          add(field->value_pos, "tag-unique",
+              fmt::format("tag {} is already used at line {} in service {}", quote(*value),
+                          it->second.line, quote(service.name)));
+        }
+      }
+    }
+    if (const Field* field = fields.find("percent")) {
+      auto percent = read_int(*field, 0, 100, "percent-range");
+      if (!percent) return std::nullopt;
+      target.percent = int(*percent);
+    }
+    return target;
+  }
+
+  // ---- domain mappings ----
+
+  void read_mapping(const YAML::Node& item) {
+    auto fields = read_map(item, kMapping);
+    if (!fields) return;
+    DomainMapping mapping;
+    mapping.pos = fields->pos;
+    if (const Field* field = require(*fields, "domain", kMapping)) {
+      if (auto value = read_string(*field)) {
+        mapping.domain = lowercase(*value);
+        if (auto problem = mapping_domain_problem(mapping.domain)) {
+          add(field->value_pos, "mapping-domain",
+              fmt::format("domain {} {}", quote(*value), *problem));
+        } else if (auto [it, fresh] = domains_seen_.emplace(mapping.domain, field->value_pos);
+                   !fresh) {
+          add(field->value_pos, "mapping-unique",
+              fmt::format("domain {} is already mapped at line {}; a domain maps to one service",
+                          quote(*value), it->second.line));
+        }
+      }
+    }
+    bool namespace_ok = true;
+    if (const Field* field = fields->find("namespace")) {
+      namespace_ok = false;
+      if (auto value = read_string(*field)) {
+        mapping.namespace_name = *value;
+        namespace_ok = check_name(*value, field->value_pos, "namespace");
+      }
+    }
+    if (const Field* field = require(*fields, "service", kMapping)) {
+      if (auto value = read_string(*field)) {
+        mapping.service = *value;
+        if (namespace_ok) check_mapped_service(mapping, field->value_pos);
+      }
+    }
+    config_.domain_mappings.push_back(std::move(mapping));
+  }
+
+  static std::optional<std::string> mapping_domain_problem(const std::string& domain) {
+    if (domain == "*") return std::nullopt;
+    std::string_view name = domain;
+    if (name.starts_with("*.")) name.remove_prefix(2);
+    if (name.find('*') != std::string_view::npos) {
+      return "has a misplaced '*'; a wildcard is '*.' followed by a domain, or '*' alone";
+    }
+    if (auto problem = detail::dns_name_problem(name)) {
+      return fmt::format("is not a valid DNS name: it {}", *problem);
+    }
+    return std::nullopt;
+  }
+
+  void check_mapped_service(const DomainMapping& mapping, SourcePos pos) {
+    std::vector<std::string> elsewhere;
+    for (const Service& service : config_.services) {
+      if (service.name != mapping.service) continue;
+      if (service.namespace_name == mapping.namespace_name) return;
+      elsewhere.push_back(service.namespace_name);
+    }
+    std::string hint;
+    if (!elsewhere.empty()) {
+      hint = fmt::format(" (it exists in namespace {}; add namespace: {})", quote(elsewhere[0]),
+                         elsewhere[0]);
+    }
+    add(pos, "mapping-service",
+        fmt::format("domain mapping to service {} in namespace {}: no such service{}",
+                    quote(mapping.service), quote(mapping.namespace_name), hint));
+  }
+
+  // ---- generic readers; each reports its own error and returns nullopt ----
+
+  void add(SourcePos pos, std::string_view rule, std::string message) {
+    if (pos.line <= 0) pos = {1, 1};  // only file errors go without a position
+    errors_.push_back(ConfigError{.file = file_,
+                                  .line = pos.line,
+                                  .column = pos.column,
+                                  .rule = std::string(rule),
+                                  .message = std::move(message)});
+  }
+
+  // The map's keys checked against `section`; nullopt (and an error) when it is not a map.
+  std::optional<Fields> read_map(const YAML::Node& node, const Section& section) {
+    Fields fields;
+    fields.pos = pos_of(node);
+    if (!node.IsMap()) {
+      add(fields.pos, "type", fmt::format("{} must be a map, got {}", section.noun, describe(node)));
+      return std::nullopt;
+    }
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      Field field;
+      field.key = it->first;
+      field.value = it->second;
+      field.key_pos = pos_of(field.key);
+      field.value_pos = field.value.IsNull() ? field.key_pos : pos_of(field.value);
+      if (field.value_pos.line == 0) field.value_pos = field.key_pos;
+      if (!field.key.IsScalar()) {
+        add(field.key_pos, "type",
+            fmt::format("a key in {} must be a string, got {}", section.noun, describe(field.key)));
+        continue;
+      }
+      field.name = field.key.Scalar();
+      if (std::find(section.keys.begin(), section.keys.end(), field.name) == section.keys.end()) {
+        add(field.key_pos, "unknown-key",
+            fmt::format("unknown key {} in {}{}; allowed keys: {}", quote(field.name),
+                        section.noun, did_you_mean(field.name, section.keys),
+                        fmt::join(section.keys, ", ")));
+        continue;
+      }
+      if (const Field* first = fields.find_key(field.name)) {
+        add(field.key_pos, "duplicate-key",
+            fmt::format("key {} appears twice in {} (first at line {})", quote(field.name),
+                        section.noun, first->key_pos.line));
+        continue;
+      }
+      fields.entries.push_back(std::move(field));
+    }
+    return fields;
+  }
+
+  // A top-level section such as `limits:`; nullopt when absent, empty or not a map.
+  std::optional<Fields> read_section(const Fields& top, std::string_view key,
+                                     const Section& section) {
+    const Field* field = top.find(key);
+    if (field == nullptr) return std::nullopt;
+    return read_map(field->value, section);
+  }
+
+  // The field, or nullptr after reporting that `section` needs it.
+  const Field* require(const Fields& fields, std::string_view key, const Section& section) {
+    if (const Field* field = fields.find(key)) return field;
+    const Field* empty = fields.find_key(key);
+    add(empty != nullptr ? empty->key_pos : fields.pos, "required",
+        fmt::format("{} needs {}", section.noun, quote(key)));
+    return nullptr;
+  }
+
+  std::vector<YAML::Node> read_list(const Field& field) {
+    std::vector<YAML::Node> items;
+    if (!field.value.IsSequence()) {
+      add(field.value_pos, "type",
+          fmt::format("{} must be a list, got {}", field.name, describe(field.value)));
+      return items;
+    }
+    for (const YAML::Node& item : field.value) items.push_back(item);
+    return items;
+  }
+
+  std::optional<std::string> read_string(const Field& field) {
+    if (!field.value.IsScalar()) {
+      add(field.value_pos, "type",
+          fmt::format("{} must be a string, got {}", field.name, describe(field.value)));
+      return std::nullopt;
+    }
+    return field.value.Scalar();
+  }
+
+  // Integers are plain scalars: a quoted "5" is a string, as in Kubernetes. A number that is not
+  // an integer in range breaks `range_rule`; anything else is a type error.
+  std::optional<std::int64_t> read_int(const Field& field, std::int64_t min, std::int64_t max,
+                                       std::string_view range_rule = "range") {
+    std::string expected = range_text(min, max);
+    if (!field.value.IsScalar() || is_string_typed(field.value)) {
+      add(field.value_pos, "type",
+          fmt::format("{} must be {}, got {}", field.name, expected, describe(field.value)));
+      return std::nullopt;
+    }
+    const std::string& text = field.value.Scalar();
+    auto value = detail::parse_int(text);
+    if (value && *value >= min && *value <= max) return *value;
+    bool numeric = value.has_value() || value.error() == detail::IntError::out_of_range ||
+                   detail::looks_like_number(text);
+    add(field.value_pos, numeric ? range_rule : "type",
+        fmt::format("{} must be {}, got {}", field.name, expected, quote(text)));
+    return std::nullopt;
+  }
+
+  // YAML 1.2 booleans only: "yes", "on" and friends are the Norway problem.
+  std::optional<bool> read_bool(const Field& field) {
+    if (field.value.IsScalar() && !is_string_typed(field.value)) {
+      const std::string& text = field.value.Scalar();
+      if (text == "true" || text == "True" || text == "TRUE") return true;
+      if (text == "false" || text == "False" || text == "FALSE") return false;
+    }
+    add(field.value_pos, "type",
+        fmt::format("{} must be true or false, got {}", field.name, describe(field.value)));
+    return std::nullopt;
+  }
+
+  std::optional<std::chrono::milliseconds> read_duration(const Field& field) {
+    if (!field.value.IsScalar()) {
+      add(field.value_pos, "type",
+          fmt::format("{} must be a duration such as 500ms, 30s, 5m or 1h, got {}", field.name,
+                      describe(field.value)));
+      return std::nullopt;
+    }
+    auto value = detail::parse_duration(field.value.Scalar());
+    if (!value) {
+      add(field.value_pos, "duration",
+          fmt::format("{} {} {}", field.name, quote(field.value.Scalar()), value.error()));
+      return std::nullopt;
+    }
+    return *value;
+  }
+
+  // Names are DNS-1123 labels (Kubernetes object names); false after reporting one that is not.
+  bool check_name(const std::string& name, SourcePos pos, std::string_view what) {
+    auto problem = detail::dns1123_label_problem(name);
+    if (!problem) return true;
+    add(pos, "name",
+        fmt::format("{} {} is not a DNS-1123 label: it {}", what, quote(name), *problem));
+    return false;
+  }
+
+  std::string file_;
+  Resolver resolver_;
+  Config config_;
+  std::vector<ConfigError> errors_;
+  std::map<std::string, std::expected<std::string, std::string>> resolved_;
+  std::map<std::pair<std::string, std::string>, SourcePos> services_seen_;  // (namespace, name)
+  std::map<std::string, std::pair<SourcePos, std::string>> revisions_seen_;  // -> (pos, service)
+  std::map<std::string, SourcePos> domains_seen_;
+};
+
+LoadResult file_error(const std::string& path, std::string message) {
+  ConfigError error;  // line 0: the error is about the file, not a place in it
+  error.file = path;
+  error.rule = "file";
+  error.message = std::move(message);
+  return std::unexpected(std::vector<ConfigError>{std::move(error)});
+}
+
+}  // namespace
+
+std::string ConfigError::to_string() const {
+  if (line <= 0) return fmt::format("{}: {} [{}]", file, message, rule);
+  return fmt::format("{}:{}:{}: {} [{}]", file, line, column, message, rule);
+}
+
+LoadResult load_string(std::string_view yaml, const std::string& source_name,
+                       const LoadOptions& options) {
+  return Loader(source_name, options.resolver).load(yaml);
+}
+
+LoadResult load_string(std::string_view yaml, const std::string& source_name) {
+  return load_string(yaml, source_name, LoadOptions{});
+}
+
+LoadResult load_file(const std::string& path, const LoadOptions& options) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return file_error(path, "cannot read the config file: it is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return file_error(path, fmt::format("cannot read the config file: {}", std::strerror(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    return file_error(path, fmt::format("cannot read the config file: {}", std::strerror(errno)));
+  }
+  return load_string(text.str(), path, options);
+}
+
+LoadResult load_file(const std::string& path) { return load_file(path, LoadOptions{}); }
+
+}  // namespace revgate::config

@@ -1,0 +1,141 @@
+// The revgate configuration as plain structs (SPEC.md section 3), and the loader that turns a
+// YAML file into them, validating the whole file in one pass. Immutable once loaded; any thread
+// may read a loaded Config. No Asio, no Beast, no OpenSSL here.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace revgate::config {
+
+// Where a value stood in the YAML source; 1-based, {0, 0} when the value was defaulted.
+struct SourcePos {
+  int line = 0;
+  int column = 0;
+};
+
+// "host:port" as written, and the numeric address it resolved to when the config was loaded.
+struct Endpoint {
+  std::string host;     // as written: "127.0.0.1", "::1" (without brackets) or a DNS name
+  std::uint16_t port = 0;
+  std::string address;  // numeric IPv4/IPv6 address (a name is resolved at load)
+  SourcePos pos;
+};
+
+struct Revision {
+  std::string name;
+  std::vector<Endpoint> endpoints;
+  SourcePos pos;
+};
+
+// Knative's TrafficTarget: exactly one of revision_name / latest_revision is set.
+struct TrafficTarget {
+  std::string revision_name;  // empty when latest_revision
+  bool latest_revision = false;
+  int percent = 0;
+  std::string tag;  // empty when untagged
+  SourcePos pos;
+};
+
+enum class SplitPolicy { smooth, random };
+
+struct Service {
+  std::string name;
+  std::string namespace_name = "default";
+  SplitPolicy split_policy = SplitPolicy::smooth;
+  std::vector<Revision> revisions;  // oldest first; the last is the latest
+  // Never empty after loading: an omitted/empty list becomes [{latestRevision: true, percent: 100}].
+  std::vector<TrafficTarget> traffic;
+  SourcePos pos;
+};
+
+struct DomainMapping {
+  std::string domain;  // lowercase: "www.example.org", "*.example.org" or "*"
+  std::string service;
+  std::string namespace_name = "default";
+  SourcePos pos;
+};
+
+struct Listener {
+  std::string name;
+  std::string host;  // numeric address to bind ("0.0.0.0", "127.0.0.1", "::")
+  std::uint16_t port = 0;  // 0 = any free port
+  SourcePos pos;
+};
+
+struct Admin {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 9901;  // 0 = any free port
+};
+
+// Request limits (SPEC section 5); exceeding one gets the status named beside it.
+struct Limits {
+  std::size_t request_line_bytes = 16 * 1024;      // 414
+  std::size_t request_headers_bytes = 60 * 1024;   // 431 (request line + all header lines)
+  std::size_t request_header_count = 100;          // 431
+  std::uint64_t request_body_bytes = 0;            // 413; 0 = unlimited
+};
+
+struct Timeouts {
+  std::chrono::milliseconds request_headers{30'000};   // 408 when the head has not arrived
+  std::chrono::milliseconds idle{300'000};             // downstream keep-alive idle close
+  std::chrono::milliseconds upstream_connect{5'000};   // 502 UF
+  std::chrono::milliseconds upstream_response{60'000}; // 504 UT: no response head in time
+  std::chrono::milliseconds upstream_idle{60'000};     // pooled idle upstream connection close
+  std::chrono::milliseconds shutdown_grace{10'000};    // SIGTERM: requests in flight may finish
+};
+
+struct Upstream {
+  std::size_t max_idle_per_endpoint = 64;  // idle pooled connections kept per endpoint per worker
+};
+
+struct Config {
+  std::string source;  // file path (or a name such as "<demo>") used in messages
+  std::string domain = "example.com";
+  int workers = 0;  // 0 = one per CPU core
+  std::vector<Listener> listeners;
+  Admin admin;
+  Limits limits;
+  Timeouts timeouts;
+  Upstream upstream;
+  std::vector<Service> services;
+  std::vector<DomainMapping> domain_mappings;
+};
+
+// One validation failure. `rule` is a short stable identifier of the broken rule
+// (e.g. "percent-sum"), so tests and users can tell failures apart.
+struct ConfigError {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string rule;
+  std::string message;
+  // "file:line:col: message [rule]"
+  std::string to_string() const;
+};
+
+using LoadResult = std::expected<Config, std::vector<ConfigError>>;
+
+// Turns an endpoint's DNS name into a numeric address, or says why it cannot (the message
+// completes "cannot resolve 'name': ..."). Called on the loading thread only.
+using Resolver = std::function<std::expected<std::string, std::string>(const std::string& host)>;
+
+struct LoadOptions {
+  Resolver resolver;  // empty = getaddrinfo, first result; tests pass a fake to stay offline
+};
+
+// Parse and validate; on failure every error found is returned, in source order.
+LoadResult load_file(const std::string& path);
+LoadResult load_string(std::string_view yaml, const std::string& source_name);
+LoadResult load_file(const std::string& path, const LoadOptions& options);
+LoadResult load_string(std::string_view yaml, const std::string& source_name,
+                       const LoadOptions& options);
+
+}  // namespace revgate::config

@@ -1,0 +1,139 @@
+// Request metrics with Istio's names (SPEC.md section 7). Each worker thread owns one
+// WorkerShard and records into it without locks or atomics; a scrape copies every shard on its
+// own thread (the proxy posts the copy to each worker), merges the copies and renders them.
+// The DestinationCatalog is the one shared piece: written on config load, read at scrape time.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace revgate::metrics {
+
+// Envoy's response flags that revgate can set (a bit set; rendered "UF,UC" or "-", in Envoy's
+// order of the short codes whatever the order of the bits).
+enum ResponseFlag : std::uint16_t {
+  kNoFlags = 0,
+  kNoRoute = 1 << 0,                          // NR
+  kUpstreamConnectFailure = 1 << 1,           // UF
+  kUpstreamConnectionTermination = 1 << 2,    // UC
+  kNoHealthyUpstream = 1 << 3,                // UH
+  kUpstreamRequestTimeout = 1 << 4,           // UT
+  kDownstreamConnectionTermination = 1 << 5,  // DC
+  kDownstreamProtocolError = 1 << 6,          // DPE
+  kStreamIdleTimeout = 1 << 7,                // SI (request head too slow: 408)
+  kUpstreamProtocolError = 1 << 8,            // UPE
+};
+// Every flag above; other bits are dropped by WorkerShard::record.
+inline constexpr std::uint16_t kAllResponseFlags = (1 << 9) - 1;
+std::string response_flags_string(std::uint16_t flags);
+
+// The destination labels of one revision. Id 0 is always the unknown destination (requests
+// no route took and local replies before routing), labelled "unknown" as Istio does.
+struct Destination {
+  std::string service_host;    // destination_service
+  std::string service_name;    // destination_service_name
+  std::string namespace_name;  // destination_service_namespace
+  std::string revision;        // destination_version, destination_canonical_revision
+  bool operator==(const Destination&) const = default;
+};
+
+class DestinationCatalog {
+ public:
+  DestinationCatalog();
+  // Same labels, same id, across reloads. Called by the control plane (config load).
+  std::uint32_t intern(const Destination& destination);
+  std::vector<Destination> snapshot() const;
+
+ private:
+  mutable std::mutex mutex_;  // control plane only: never taken on the request path
+  std::vector<Destination> destinations_;
+  std::unordered_map<std::string, std::uint32_t> index_;  // encoded labels -> id
+};
+
+// Envoy's default histogram bucket bounds (upper bounds, +Inf implied after the last).
+inline constexpr std::array<double, 19> kEnvoyBuckets = {
+    0.5,  1,    5,     10,    25,    50,     100,    250,     500,    1000,
+    2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000};
+
+struct Histogram {
+  std::array<std::uint64_t, kEnvoyBuckets.size() + 1> buckets{};  // non-cumulative; last = +Inf
+  double sum = 0;
+  std::uint64_t count = 0;
+  void observe(double value);
+  void merge(const Histogram& other);
+};
+
+// What one finished request contributes.
+struct RequestSample {
+  std::uint32_t destination = 0;  // DestinationCatalog id
+  std::uint16_t response_code = 0;
+  std::uint16_t response_flags = kNoFlags;
+  double duration_ms = 0;
+  std::uint64_t request_bytes = 0;   // body bytes received from the client
+  std::uint64_t response_bytes = 0;  // body bytes sent to the client
+};
+
+// All series of one label set {destination, response_code, response_flags}.
+struct RequestSeries {
+  std::uint32_t destination = 0;
+  std::uint16_t response_code = 0;
+  std::uint16_t response_flags = 0;
+  std::uint64_t requests = 0;
+  Histogram duration_ms;
+  Histogram request_bytes;
+  Histogram response_bytes;
+};
+
+// One worker's counters. Owned by that worker's thread; copied (not shared) for a scrape.
+class WorkerShard {
+ public:
+  void record(const RequestSample& sample);
+  void connection_opened(std::uint32_t listener);
+  void connection_closed(std::uint32_t listener);
+
+  // Add another shard's figures into this one (scrape time).
+  void merge(const WorkerShard& other);
+
+  const std::vector<RequestSeries>& series() const { return series_; }
+  struct ListenerStats {
+    std::uint64_t accepted = 0;
+    std::int64_t open = 0;
+  };
+  const std::vector<ListenerStats>& listeners() const { return listeners_; }
+
+ private:
+  RequestSeries& find_or_add(std::uint32_t destination, std::uint16_t code, std::uint16_t flags);
+  // Indexed by destination id: positions in series_ of that destination's label sets, so the
+  // lookup scans the few codes one destination has seen, not every series.
+  std::vector<std::vector<std::uint32_t>> by_destination_;
+  std::vector<RequestSeries> series_;
+  std::vector<ListenerStats> listeners_;
+};
+
+// Process-wide figures the scrape adds beside the shards.
+struct ConfiguredSplit {
+  std::string service, namespace_name, revision, tag;
+  int percent = 0;
+};
+struct ProcessView {
+  std::vector<std::string> listener_names;  // index = listener id used by WorkerShard
+  std::vector<ConfiguredSplit> traffic;     // revgate_traffic_percent
+  std::uint64_t config_generation = 0;
+  std::uint64_t reloads_ok = 0;
+  std::uint64_t reloads_failed = 0;
+};
+
+// Prometheus text exposition format 0.0.4 of the merged shard plus the process view.
+std::string render_prometheus(const WorkerShard& merged, const std::vector<Destination>& catalog,
+                              const ProcessView& process);
+// The same text into `out` (its contents replaced, its capacity kept): a scrape handler that
+// keeps one buffer across scrapes avoids faulting in tens of MB of fresh pages each time.
+void render_prometheus_to(std::string& out, const WorkerShard& merged,
+                          const std::vector<Destination>& catalog, const ProcessView& process);
+
+}  // namespace revgate::metrics

@@ -1,0 +1,32 @@
+// The admin listener (SPEC.md section 6): /healthz, /readyz and /metrics over HTTP/1.1.
+// Runs on the main thread's io_context; what it serves comes from the Server through
+// callbacks, so this file knows nothing of workers or configs.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/ip/tcp.hpp>
+
+namespace revgate::proxy {
+
+struct AdminHandlers {
+  std::function<bool()> ready;
+  // Produces the Prometheus text asynchronously and calls back with it on the admin thread.
+  std::function<void(std::function<void(std::string)>)> metrics;
+};
+
+class AdminServer {
+ public:
+  AdminServer(boost::asio::ip::tcp::acceptor acceptor, AdminHandlers handlers);
+  void start();
+  void close();
+
+ private:
+  void accept();
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::shared_ptr<const AdminHandlers> handlers_;
+};
+
+}  // namespace revgate::proxy

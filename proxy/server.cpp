@@ -1,0 +1,246 @@
+#include "proxy/server.h"
+
+#include <csignal>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "metrics/metrics.h"
+#include "proxy/admin.h"
+#include "proxy/log.h"
+#include "proxy/worker.h"
+#include "routing/route_table.h"
+
+namespace revgate::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+namespace {
+
+std::expected<tcp::acceptor, std::string> bind_acceptor(asio::io_context& io, const std::string& host,
+                                                        std::uint16_t port, bool share_port) {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec) return std::unexpected("bad address " + host);
+  tcp::endpoint endpoint(address, port);
+  tcp::acceptor acceptor(io);
+  auto failed = [&] {
+    return std::unexpected(fmt::format("cannot listen on {}:{}: {}", host, port, ec.message()));
+  };
+  acceptor.open(endpoint.protocol(), ec);
+  if (ec) return failed();
+  acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (ec) return failed();
+  if (share_port) {
+    acceptor.set_option(reuse_port(true), ec);
+    if (ec) return failed();
+  }
+  acceptor.bind(endpoint, ec);
+  if (ec) return failed();
+  acceptor.listen(4096, ec);
+  if (ec) return failed();
+  return acceptor;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  std::string config_path;
+  std::shared_ptr<const Snapshot> snapshot;
+  std::uint64_t generation = 1;
+  metrics::DestinationCatalog catalog;
+  asio::io_context io{1};
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<BoundAddress> bound;
+  std::unique_ptr<AdminServer> admin;
+  asio::signal_set signals{io, SIGINT, SIGTERM, SIGHUP};
+  asio::steady_timer grace_timer{io};
+  std::size_t running_workers = 0;
+  bool draining = false;
+  std::uint64_t reloads_ok = 0;
+  std::uint64_t reloads_failed = 0;
+
+  std::shared_ptr<const Snapshot> make_snapshot(config::Config config) {
+    auto result = std::make_shared<Snapshot>();
+    result->table = routing::RouteTable::compile(config, generation);
+    result->destination_ids.resize(result->table->revisions().size());
+    for (const auto& service : result->table->services()) {
+      for (const auto& target : service->targets) {
+        const auto& revision = *target.revision;
+        result->destination_ids[revision.index] = catalog.intern(
+            {service->host, service->name, service->namespace_name, revision.name});
+      }
+    }
+    result->config = std::make_shared<const config::Config>(std::move(config));
+    return result;
+  }
+
+  void wait_signal() {
+    signals.async_wait([this](boost::system::error_code ec, int signal) {
+      if (ec) return;
+      if (signal == SIGHUP) {
+        reload();
+        return wait_signal();
+      }
+      log_info("signal {}: draining, grace period {} ms", signal == SIGINT ? "SIGINT" : "SIGTERM",
+               snapshot->config->timeouts.shutdown_grace.count());
+      begin_drain();
+    });
+  }
+
+  void reload() {
+    if (config_path.empty()) {
+      log_warning("SIGHUP: no config file to reload");
+      return;
+    }
+    auto loaded = config::load_file(config_path);
+    if (!loaded) {
+      ++reloads_failed;
+      for (const auto& error : loaded.error()) log_error("reload: {}", error.to_string());
+      log_error("reload failed: {} error(s); the running config stays in force",
+                loaded.error().size());
+      return;
+    }
+    if (loaded->listeners.size() != snapshot->config->listeners.size()) {
+      log_warning("reload: listener changes take effect after a restart");
+    }
+    ++generation;
+    snapshot = make_snapshot(std::move(*loaded));
+    for (auto& worker : workers) worker->install(snapshot);
+    ++reloads_ok;
+    log_info("reload: config generation {} in force", generation);
+  }
+
+  void begin_drain() {
+    if (draining) return;
+    draining = true;
+    signals.cancel();
+    if (admin) admin->close();
+    for (auto& worker : workers) worker->drain();
+    grace_timer.expires_after(snapshot->config->timeouts.shutdown_grace);
+    grace_timer.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      log_warning("grace period over: closing the connections still open");
+      for (auto& worker : workers) worker->stop();
+    });
+  }
+
+  void on_worker_exit() {
+    if (--running_workers == 0) {
+      grace_timer.cancel();
+      io.stop();
+    }
+  }
+
+  void collect_metrics(std::function<void(std::string)> done) {
+    struct Gather {
+      metrics::WorkerShard merged;
+      std::size_t pending;
+      std::function<void(std::string)> done;
+    };
+    auto gather = std::make_shared<Gather>(Gather{{}, workers.size(), std::move(done)});
+    auto finish = [this, gather] {
+      metrics::ProcessView process;
+      for (const auto& listener : snapshot->config->listeners) {
+        process.listener_names.push_back(listener.name);
+      }
+      for (const auto& service : snapshot->table->services()) {
+        for (const auto& target : service->targets) {
+          process.traffic.push_back({service->name, service->namespace_name,
+                                     target.revision->name, target.tag, target.percent});
+        }
+      }
+      process.config_generation = generation;
+      process.reloads_ok = reloads_ok;
+      process.reloads_failed = reloads_failed;
+      gather->done(metrics::render_prometheus(gather->merged, catalog.snapshot(), process));
+    };
+    if (workers.empty()) return finish();
+    for (auto& worker : workers) {
+      worker->collect_metrics([this, gather, finish](metrics::WorkerShard shard) {
+        asio::post(io, [gather, finish, shard = std::move(shard)] {
+          gather->merged.merge(shard);
+          if (--gather->pending == 0) finish();
+        });
+      });
+    }
+  }
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  if (!impl_) return;
+  for (auto& worker : impl_->workers) worker->stop();
+  for (auto& worker : impl_->workers) worker->join();
+}
+
+std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Config config,
+                                                                   std::string config_path) {
+  auto impl = std::make_unique<Impl>();
+  impl->config_path = std::move(config_path);
+  unsigned worker_count = config.workers > 0 ? static_cast<unsigned>(config.workers)
+                                             : std::max(1u, std::thread::hardware_concurrency());
+  impl->snapshot = impl->make_snapshot(std::move(config));
+  const auto& cfg = *impl->snapshot->config;
+
+  for (unsigned i = 0; i < worker_count; ++i) {
+    impl->workers.push_back(std::make_unique<Worker>(i, impl->snapshot));
+  }
+  // Every worker gets its own SO_REUSEPORT acceptor on each listener, so the kernel spreads
+  // connections across workers. The first bind fixes the port when the config says 0.
+  for (std::uint32_t id = 0; id < cfg.listeners.size(); ++id) {
+    const auto& listener = cfg.listeners[id];
+    std::uint16_t port = listener.port;
+    for (auto& worker : impl->workers) {
+      auto acceptor = bind_acceptor(worker->io(), listener.host, port, true);
+      if (!acceptor) return std::unexpected(fmt::format("listener {}: {}", listener.name, acceptor.error()));
+      port = acceptor->local_endpoint().port();
+      worker->add_listener(std::move(*acceptor), {id, listener.name, false});
+    }
+    impl->bound.push_back({listener.name, listener.host, port});
+  }
+  auto admin = bind_acceptor(impl->io, cfg.admin.host, cfg.admin.port, false);
+  if (!admin) return std::unexpected("admin: " + admin.error());
+  impl->bound.push_back({"admin", cfg.admin.host, admin->local_endpoint().port()});
+  auto* raw = impl.get();
+  impl->admin = std::make_unique<AdminServer>(
+      std::move(*admin),
+      AdminHandlers{[raw] { return !raw->draining; },
+                    [raw](std::function<void(std::string)> done) {
+                      raw->collect_metrics(std::move(done));
+                    }});
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+std::vector<BoundAddress> Server::bound_addresses() const { return impl_->bound; }
+
+int Server::run() {
+  auto& impl = *impl_;
+  impl.wait_signal();
+  impl.admin->start();
+  impl.running_workers = impl.workers.size();
+  for (auto& worker : impl.workers) {
+    worker->start([&impl] { asio::post(impl.io, [&impl] { impl.on_worker_exit(); }); });
+  }
+  for (const auto& bound : impl.bound) {
+    log_info("{} listening on {}:{}", bound.name, bound.host, bound.port);
+  }
+  log_info("ready: {} worker(s), config generation {}", impl.workers.size(), impl.generation);
+  impl.io.run();
+  for (auto& worker : impl.workers) worker->join();
+  log_info("stopped");
+  return 0;
+}
+
+void Server::stop() {
+  asio::post(impl_->io, [impl = impl_.get()] { impl->begin_drain(); });
+}
+
+}  // namespace revgate::proxy

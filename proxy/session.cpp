@@ -1,0 +1,633 @@
+#include "proxy/session.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "proxy/http_headers.h"
+
+namespace revgate::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr std::size_t kReadSize = 16 * 1024;
+constexpr std::uint32_t kResponseHeaderLimit = 80 * 1024;  // Envoy's default is 60 KiB
+constexpr std::chrono::milliseconds kLingerTime{2000};
+
+// A request whose head fits in the buffer but has no line end within `limit` bytes has a
+// request line longer than the limit.
+bool request_line_exceeds(const beast::flat_buffer& buffer, std::size_t limit) {
+  auto data = buffer.data();
+  std::string_view bytes(static_cast<const char*>(data.data()), data.size());
+  auto end = bytes.find("\r\n");
+  if (end == std::string_view::npos) end = bytes.find('\n');
+  if (end == std::string_view::npos) return bytes.size() > limit;
+  return end > limit;
+}
+
+bool is_informational(unsigned status) { return status >= 100 && status < 200 && status != 101; }
+
+}  // namespace
+
+Session::Session(Worker& worker, tcp::socket socket, const ListenerSpec& listener)
+    : worker_(worker), socket_(std::move(socket)), listener_(listener) {
+  error_code ec;
+  auto remote = socket_.remote_endpoint(ec);
+  if (!ec) client_ip_ = remote.address().to_string();
+  socket_.set_option(tcp::no_delay(true), ec);
+  worker_.shard().connection_opened(listener_.id);
+}
+
+Session::~Session() {
+  worker_.shard().connection_closed(listener_.id);
+  if (chunk_) worker_.release_chunk(std::move(chunk_));
+}
+
+void Session::start() {
+  worker_.link(*this);
+  // A new connection must send its first head within the request-headers timeout.
+  view_ = worker_.view();
+  arm_deadline(config().timeouts.request_headers);
+  phase_ = Phase::reading_head;
+  request_start_ = Clock::now();
+  read_request_head();
+}
+
+void Session::arm_deadline(std::chrono::milliseconds timeout) { deadline_ = Clock::now() + timeout; }
+
+// ---------------------------------------------------------------- 1. read request head
+
+void Session::read_request_head() {
+  // The worker's current view: a reload applies from the next request on.
+  if (view_ != worker_.view()) view_ = worker_.view();
+  const auto& limits = config().limits;
+  request_.emplace();
+  request_->header_limit(static_cast<std::uint32_t>(limits.request_headers_bytes));
+  if (limits.request_body_bytes != 0) {
+    request_->body_limit(limits.request_body_bytes);
+  } else {
+    request_->body_limit(boost::none);
+  }
+  if (phase_ != Phase::reading_head) {
+    if (buffer_.size() == 0) {
+      if (draining_) return close();
+      phase_ = Phase::waiting;
+      arm_deadline(config().timeouts.idle);
+    } else {
+      phase_ = Phase::reading_head;
+      request_start_ = Clock::now();
+      arm_deadline(config().timeouts.request_headers);
+    }
+  }
+  parse_request_head();
+}
+
+void Session::parse_request_head() {
+  const auto& limits = config().limits;
+  if (buffer_.size() != 0) {
+    error_code ec;
+    auto used = request_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (!ec && request_->is_header_done()) return on_request_head();
+    if (ec == http::error::header_limit) {
+      return fail(request_line_exceeds(buffer_, limits.request_line_bytes)
+                      ? ErrorKind::request_line_too_long
+                      : ErrorKind::headers_too_large);
+    }
+    if (ec && ec != http::error::need_more) return fail(ErrorKind::bad_request);
+    if (request_line_exceeds(buffer_, limits.request_line_bytes)) {
+      return fail(ErrorKind::request_line_too_long);
+    }
+  }
+  socket_.async_read_some(buffer_.prepare(kReadSize),
+                          [self = shared_from_this()](error_code ec, std::size_t n) {
+                            if (self->phase_ != Phase::waiting &&
+                                self->phase_ != Phase::reading_head) {
+                              return;  // a timeout or drain took over
+                            }
+                            if (ec) {
+                              // The client went away between or during heads: nothing to answer.
+                              if (self->phase_ == Phase::reading_head) {
+                                self->flags_ |= metrics::kDownstreamConnectionTermination;
+                              }
+                              return self->close();
+                            }
+                            self->buffer_.commit(n);
+                            if (self->phase_ == Phase::waiting) {
+                              self->phase_ = Phase::reading_head;
+                              self->request_start_ = Clock::now();
+                              self->arm_deadline(self->config().timeouts.request_headers);
+                            }
+                            self->parse_request_head();
+                          });
+}
+
+void Session::on_request_head() {
+  auto& request = request_->get();
+  const auto& limits = config().limits;
+
+  // Checks Beast's parser leaves to us (SPEC section 5; RFC 9112 6.1, 6.3).
+  if (request.target().size() > limits.request_line_bytes) {
+    return fail(ErrorKind::request_line_too_long);
+  }
+  std::size_t field_count = 0;
+  std::size_t host_count = 0;
+  bool has_transfer_encoding = false;
+  bool has_content_length = false;
+  for (const auto& field : request) {
+    ++field_count;
+    switch (field.name()) {
+      case http::field::host: ++host_count; break;
+      case http::field::transfer_encoding: has_transfer_encoding = true; break;
+      case http::field::content_length: has_content_length = true; break;
+      default: break;
+    }
+  }
+  if (field_count > limits.request_header_count) return fail(ErrorKind::headers_too_large);
+  if (host_count > 1 || (host_count == 0 && request.version() >= 11)) {
+    return fail(ErrorKind::bad_request);
+  }
+  // Both framings, or a transfer coding that does not end in chunked: the classic smuggling
+  // vectors. Refuse before anything reaches an upstream.
+  if (has_transfer_encoding && (has_content_length || !request_->chunked())) {
+    return fail(ErrorKind::bad_request);
+  }
+
+  client_keep_alive_ = request_->keep_alive();
+  client_http10_ = request.version() < 11;
+  is_head_request_ = request.method() == http::verb::head;
+  expect_continue_ = false;
+  if (auto expect = request.find(http::field::expect); expect != request.end()) {
+    expect_continue_ = beast::iequals(expect->value(), "100-continue");
+    request.erase(http::field::expect);  // answered here, when the body is wanted
+  }
+
+  // Parse the body bytes that came with the head now, so that a malformed chunk is refused
+  // before an upstream is chosen.
+  if (!request_->is_done() && buffer_.size() != 0) {
+    if (!chunk_) chunk_ = worker_.acquire_chunk();
+    auto& body = request.body();
+    body.data = chunk_.get();
+    body.size = Worker::kChunkSize;
+    error_code ec;
+    auto used = request_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+    if (ec == http::error::body_limit) return fail(ErrorKind::body_too_large);
+    if (ec) return fail(ErrorKind::bad_request);
+    chunk_fill_ = Worker::kChunkSize - body.size;
+    request_body_bytes_ += chunk_fill_;
+  }
+  route_request();
+}
+
+// ---------------------------------------------------------------- 2. route
+
+void Session::route_request() {
+  auto& request = request_->get();
+  routing::RequestView view;
+  if (auto host = request.find(http::field::host); host != request.end()) view.host = host->value();
+  view.path = request.target();
+  if (auto tag = request.find("knative-serving-tag"); tag != request.end()) {
+    view.tag_header = tag->value();
+  }
+  decision_ = view_->router.route(view, worker_.rng().next());
+  if (!decision_) return fail(ErrorKind::no_route);
+  if (decision_.endpoint == nullptr) return fail(ErrorKind::no_healthy_upstream);
+
+  // Rewrite for the upstream: hop-by-hop out, forwarding headers in, framing re-added.
+  const bool chunked = request_->chunked();
+  strip_hop_by_hop(request);
+  char request_id[36];
+  auto& rng = worker_.rng();
+  format_uuid4(rng.next(), rng.next(), request_id);
+  add_forwarding_headers(request,
+                         {client_ip_, listener_.https ? "https" : "http", decision_.revision->name,
+                          decision_.service->namespace_name},
+                         std::string_view(request_id, sizeof request_id));
+  if (chunked) request.chunked(true);
+  request.version(11);
+  connect_upstream();
+}
+
+// ---------------------------------------------------------------- 3. connect upstream
+
+void Session::connect_upstream() {
+  phase_ = Phase::connecting;
+  const auto& endpoint = *decision_.endpoint;
+  char key_buffer[64];
+  auto key = endpoint_key(endpoint.address, endpoint.port, key_buffer);
+  if (!retried_) upstream_ = worker_.pool().take(key);
+  if (upstream_) return send_request();
+
+  error_code ec;
+  auto address = asio::ip::make_address(endpoint.address, ec);
+  if (ec) return on_upstream_failure(ErrorKind::upstream_connect);
+  upstream_ = std::make_unique<UpstreamConnection>(socket_.get_executor());
+  upstream_->key.assign(key);
+  timed_out_ = false;
+  arm_deadline(config().timeouts.upstream_connect);
+  upstream_->socket.async_connect(
+      tcp::endpoint(address, endpoint.port),
+      [self = shared_from_this()](error_code ec) { self->on_upstream_connected(ec); });
+}
+
+void Session::on_upstream_connected(error_code ec) {
+  if (phase_ != Phase::connecting) return;
+  if (ec || timed_out_) return on_upstream_failure(ErrorKind::upstream_connect);
+  upstream_->socket.set_option(tcp::no_delay(true), ec);
+  send_request();
+}
+
+// ---------------------------------------------------------------- 4. send request
+
+void Session::send_request() {
+  phase_ = Phase::sending_request;
+  deadline_ = Clock::time_point::max();
+  ++upstream_->requests;
+  request_writer_.emplace(request_->get());
+  write_request();
+}
+
+void Session::write_request() {
+  auto& body = request_->get().body();
+  body.data = chunk_fill_ != 0 ? chunk_.get() : nullptr;
+  body.size = chunk_fill_;
+  body.more = !request_->is_done();
+  http::async_write(upstream_->socket, *request_writer_,
+                    [self = shared_from_this()](error_code ec, std::size_t) {
+                      self->on_request_written(ec);
+                    });
+}
+
+void Session::on_request_written(error_code ec) {
+  if (phase_ != Phase::sending_request) return;
+  if (ec == http::error::need_buffer) ec = {};
+  if (ec) {
+    // A pooled connection the upstream closed while idle: send a bodyless request again on a
+    // new connection (as Go's transport and nginx do); anything else is the upstream's fault.
+    if (upstream_->requests > 1 && !retried_ && request_body_bytes_ == 0 && request_->is_done()) {
+      retried_ = true;
+      release_upstream(false);
+      request_writer_.reset();
+      return connect_upstream();
+    }
+    return on_upstream_failure(ErrorKind::upstream_reset);
+  }
+  chunk_fill_ = 0;
+  if (request_writer_->is_done()) return read_response_head();
+  fill_request_chunk();
+}
+
+void Session::fill_request_chunk() {
+  auto& body = request_->get().body();
+  if (!chunk_) chunk_ = worker_.acquire_chunk();
+  if (buffer_.size() != 0) {
+    body.data = chunk_.get();
+    body.size = Worker::kChunkSize;
+    error_code ec;
+    auto used = request_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+    if (ec) {
+      // The head already went upstream: that connection cannot be reused.
+      release_upstream(false);
+      return fail(ec == http::error::body_limit ? ErrorKind::body_too_large
+                                                : ErrorKind::bad_request);
+    }
+    chunk_fill_ = Worker::kChunkSize - body.size;
+    request_body_bytes_ += chunk_fill_;
+  }
+  if (chunk_fill_ != 0 || request_->is_done()) return write_request();
+
+  auto read_more = [self = shared_from_this()] {
+    self->socket_.async_read_some(
+        self->buffer_.prepare(kReadSize), [self](error_code ec, std::size_t n) {
+          if (self->phase_ != Phase::sending_request) return;
+          if (ec) {
+            // The client left mid-upload: the upstream got a partial request, drop it.
+            self->flags_ |= metrics::kDownstreamConnectionTermination;
+            self->release_upstream(false);
+            self->record_metrics();
+            return self->close();
+          }
+          self->buffer_.commit(n);
+          self->fill_request_chunk();
+        });
+  };
+  if (expect_continue_) {
+    // The client waits for this before it sends the body (RFC 9110 10.1.1).
+    expect_continue_ = false;
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    return asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                             [self = shared_from_this(), read_more](error_code ec, std::size_t) {
+                               if (self->phase_ != Phase::sending_request) return;
+                               if (ec) {
+                                 self->release_upstream(false);
+                                 return self->close();
+                               }
+                               read_more();
+                             });
+  }
+  read_more();
+}
+
+// ---------------------------------------------------------------- 5. read response head
+
+void Session::read_response_head() {
+  phase_ = Phase::reading_response;
+  timed_out_ = false;
+  arm_deadline(config().timeouts.upstream_response);
+  response_.emplace();
+  response_->header_limit(kResponseHeaderLimit);
+  response_->body_limit(boost::none);
+  if (is_head_request_) response_->skip(true);
+  parse_response_head();
+}
+
+void Session::parse_response_head() {
+  auto& buffer = upstream_->buffer;
+  if (buffer.size() != 0) {
+    error_code ec;
+    auto used = response_->put(buffer.data(), ec);
+    buffer.consume(used);
+    if (!ec && response_->is_header_done()) return on_response_head();
+    if (ec && ec != http::error::need_more) {
+      return on_upstream_failure(ErrorKind::upstream_protocol);
+    }
+  }
+  upstream_->socket.async_read_some(
+      buffer.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
+        if (self->phase_ != Phase::reading_response) return;
+        if (self->timed_out_) return self->on_upstream_failure(ErrorKind::upstream_timeout);
+        if (ec) {
+          // Closed before any response byte on a reused connection: the upstream dropped an
+          // idle connection as we used it. A bodyless request is safe to send again.
+          if (self->upstream_->requests > 1 && !self->retried_ &&
+              self->request_body_bytes_ == 0 && !self->response_->got_some()) {
+            self->retried_ = true;
+            self->release_upstream(false);
+            self->request_writer_.reset();
+            self->response_.reset();
+            return self->connect_upstream();
+          }
+          return self->on_upstream_failure(ErrorKind::upstream_reset);
+        }
+        self->upstream_->buffer.commit(n);
+        self->parse_response_head();
+      });
+}
+
+void Session::on_response_head() {
+  auto& response = response_->get();
+  if (is_informational(response.result_int())) {
+    // 100 Continue was answered by us; drop informational responses and read the real one.
+    return read_response_head();
+  }
+  deadline_ = Clock::time_point::max();
+  status_ = response.result_int();
+
+  const bool bodyless = is_head_request_ || status_ == 204 || status_ == 304;
+  const bool chunked = response_->chunked();
+  const bool close_delimited = !bodyless && !chunked && !response_->content_length();
+  strip_hop_by_hop(response);
+  if (!bodyless && (chunked || close_delimited)) {
+    // Re-frame for the client: chunked for HTTP/1.1, end-of-connection for HTTP/1.0.
+    if (!client_http10_) {
+      response.chunked(true);
+    } else {
+      client_keep_alive_ = false;
+    }
+  }
+  if (draining_ || worker_.draining()) client_keep_alive_ = false;
+  response.version(11);
+  response.keep_alive(client_keep_alive_);
+  response_writer_.emplace(response);
+  phase_ = Phase::relaying_response;
+  chunk_fill_ = 0;
+  fill_response_chunk();
+}
+
+// ---------------------------------------------------------------- 6. relay response body
+
+void Session::fill_response_chunk() {
+  auto& body = response_->get().body();
+  auto& buffer = upstream_->buffer;
+  if (!response_->is_done() && buffer.size() != 0) {
+    if (!chunk_) chunk_ = worker_.acquire_chunk();
+    body.data = chunk_.get();
+    body.size = Worker::kChunkSize;
+    error_code ec;
+    auto used = response_->put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+    if (ec) {
+      // A broken body after the head went out: all we can do is cut the client off.
+      flags_ |= metrics::kUpstreamProtocolError;
+      release_upstream(false);
+      record_metrics();
+      return close();
+    }
+    chunk_fill_ = Worker::kChunkSize - body.size;
+  }
+  if (chunk_fill_ != 0 || response_->is_done()) return write_response();
+
+  upstream_->socket.async_read_some(
+      buffer.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
+        if (self->phase_ != Phase::relaying_response) return;
+        if (ec == asio::error::eof && self->response_->need_eof()) {
+          // A close-delimited body ends with the connection.
+          error_code eof_ec;
+          self->response_->put_eof(eof_ec);
+          if (!eof_ec) return self->write_response();
+        }
+        if (ec) {
+          self->flags_ |= metrics::kUpstreamConnectionTermination;
+          self->release_upstream(false);
+          self->record_metrics();
+          return self->close();
+        }
+        self->upstream_->buffer.commit(n);
+        self->fill_response_chunk();
+      });
+}
+
+void Session::write_response() {
+  auto& body = response_->get().body();
+  body.data = chunk_fill_ != 0 ? chunk_.get() : nullptr;
+  body.size = chunk_fill_;
+  body.more = !response_->is_done();
+  http::async_write(socket_, *response_writer_,
+                    [self = shared_from_this()](error_code ec, std::size_t) {
+                      self->on_response_written(ec);
+                    });
+}
+
+void Session::on_response_written(error_code ec) {
+  if (phase_ != Phase::relaying_response) return;
+  if (ec == http::error::need_buffer) ec = {};
+  if (ec) {
+    flags_ |= metrics::kDownstreamConnectionTermination;
+    release_upstream(false);
+    record_metrics();
+    return close();
+  }
+  response_body_bytes_ += chunk_fill_;
+  chunk_fill_ = 0;
+  if (!response_writer_->is_done()) return fill_response_chunk();
+  // Reuse the upstream connection only if the response ended cleanly and nothing follows it.
+  release_upstream(response_->keep_alive() && upstream_->buffer.size() == 0);
+  finish_request();
+}
+
+// ---------------------------------------------------------------- 7. finish
+
+void Session::finish_request() {
+  record_metrics();
+  request_writer_.reset();
+  response_writer_.reset();
+  response_.reset();
+  local_reply_.reset();
+  request_.reset();
+  if (chunk_) worker_.release_chunk(std::move(chunk_));
+  chunk_fill_ = 0;
+  decision_ = {};
+  flags_ = 0;
+  status_ = 0;
+  request_body_bytes_ = 0;
+  response_body_bytes_ = 0;
+  retried_ = false;
+  recorded_ = false;
+  if (!client_keep_alive_ || draining_ || worker_.draining()) return close_gracefully();
+  phase_ = Phase::waiting;  // read_request_head() moves on to reading_head if bytes wait
+  read_request_head();
+}
+
+void Session::record_metrics() {
+  if (recorded_) return;
+  recorded_ = true;
+  metrics::RequestSample sample;
+  if (decision_.revision != nullptr) {
+    sample.destination = view_->snapshot->destination_ids[decision_.revision->index];
+  }
+  sample.response_code = static_cast<std::uint16_t>(status_);
+  sample.response_flags = flags_;
+  sample.duration_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - request_start_).count();
+  sample.request_bytes = request_body_bytes_;
+  sample.response_bytes = response_body_bytes_;
+  worker_.shard().record(sample);
+}
+
+// ---------------------------------------------------------------- failures and local replies
+
+void Session::fail(ErrorKind kind) {
+  const auto reply = reply_for(kind);
+  flags_ |= reply.flags;
+  // Whatever of the request body was not read makes the connection unusable afterwards.
+  const bool body_left = request_ && request_->is_header_done() && !request_->is_done();
+  reply_local(reply.status, reply.body, reply.close || body_left || !request_->is_header_done());
+}
+
+void Session::on_upstream_failure(ErrorKind kind) {
+  release_upstream(false);
+  request_writer_.reset();
+  response_writer_.reset();
+  response_.reset();
+  fail(kind);
+}
+
+void Session::reply_local(unsigned status, std::string_view text, bool close_after) {
+  error_code ignored;
+  socket_.cancel(ignored);  // a pending head read must not race the reply
+  phase_ = Phase::replying;
+  deadline_ = Clock::time_point::max();
+  status_ = status;
+  if (close_after || draining_ || worker_.draining()) client_keep_alive_ = false;
+  auto& reply = local_reply_.emplace(static_cast<http::status>(status), 11);
+  reply.set(http::field::content_type, "text/plain; charset=utf-8");
+  reply.body().assign(text.data(), text.size());
+  reply.keep_alive(client_keep_alive_);
+  reply.prepare_payload();
+  http::async_write(socket_, reply, [self = shared_from_this()](error_code ec, std::size_t) {
+    if (self->phase_ != Phase::replying) return;
+    if (ec) {
+      self->record_metrics();
+      return self->close();
+    }
+    self->finish_request();
+  });
+}
+
+void Session::release_upstream(bool reusable) {
+  if (!upstream_) return;
+  if (reusable && !draining_ && !worker_.draining()) {
+    worker_.pool().give_back(std::move(upstream_), Clock::now());
+  }
+  upstream_.reset();
+}
+
+void Session::close_gracefully() {
+  // Lingering close (as nginx does): stop sending, then read and discard until the client
+  // closes or a short time passes, so that a reset cannot destroy the reply in flight.
+  phase_ = Phase::lingering;
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  deadline_ = Clock::now() + kLingerTime;
+  buffer_.clear();
+  socket_.async_read_some(buffer_.prepare(kReadSize),
+                          [self = shared_from_this()](error_code ec, std::size_t) {
+                            if (self->phase_ != Phase::lingering) return;
+                            if (ec) return self->close();
+                            self->close_gracefully();
+                          });
+}
+
+void Session::close() {
+  if (phase_ == Phase::closed) return;
+  phase_ = Phase::closed;
+  deadline_ = Clock::time_point::max();
+  release_upstream(false);
+  error_code ignored;
+  socket_.close(ignored);
+  unlink();  // off the worker's sweep list; the handlers still pending keep us alive
+}
+
+void Session::check_deadline(Clock::time_point now) {
+  if (now < deadline_) return;
+  deadline_ = Clock::time_point::max();
+  error_code ignored;
+  switch (phase_) {
+    case Phase::waiting:
+    case Phase::lingering:
+      return close();
+    case Phase::reading_head:
+      flags_ |= metrics::kStreamIdleTimeout;
+      return fail(ErrorKind::request_timeout);
+    case Phase::connecting:
+    case Phase::reading_response:
+      timed_out_ = true;  // the handler sees operation_aborted and reads this flag
+      if (upstream_) upstream_->socket.cancel(ignored);
+      return;
+    default:
+      return;
+  }
+}
+
+void Session::drain() {
+  draining_ = true;
+  if (phase_ == Phase::waiting) close();
+}
+
+}  // namespace revgate::proxy

@@ -1,0 +1,126 @@
+// One downstream HTTP/1.1 connection and the requests it carries, proxied one at a time.
+// A request's life is a fixed sequence of phases (ARCHITECTURE.md principle 5):
+//   1 read request head  2 route  3 connect upstream  4 send request (head, then body)
+//   5 read response head  6 relay response body  7 finish (metrics, keep-alive or close)
+// Owned by its worker thread; kept alive by the shared_ptr its pending handlers hold.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "proxy/proxy_error.h"
+#include "proxy/worker.h"
+
+namespace revgate::proxy {
+
+class Session : public SessionBase, public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket, const ListenerSpec& listener);
+  ~Session() override;
+
+  void start();
+  void check_deadline(Clock::time_point now) override;
+  void drain() override;
+
+ private:
+  using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
+  using ResponseParser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
+  using RequestSerializer =
+      boost::beast::http::request_serializer<boost::beast::http::buffer_body>;
+  using ResponseSerializer =
+      boost::beast::http::response_serializer<boost::beast::http::buffer_body>;
+  using error_code = boost::system::error_code;
+
+  enum class Phase : std::uint8_t {
+    waiting,          // keep-alive: no byte of the next request yet
+    reading_head,     // 1
+    connecting,       // 3
+    sending_request,  // 4
+    reading_response, // 5
+    relaying_response,// 6
+    replying,         // a local reply (an error) is being written
+    lingering,        // closing: sent all, discarding what the client still sends
+    closed,
+  };
+
+  // 1. Read request head.
+  void read_request_head();
+  void parse_request_head();
+  void on_request_head();
+  // 2. Route.
+  void route_request();
+  // 3. Connect upstream (a pooled connection, or a new one).
+  void connect_upstream();
+  void on_upstream_connected(error_code ec);
+  // 4. Send request: head, then the body one chunk at a time.
+  void send_request();
+  void write_request();
+  void on_request_written(error_code ec);
+  void fill_request_chunk();
+  // 5. Read response head.
+  void read_response_head();
+  void parse_response_head();
+  void on_response_head();
+  // 6. Relay response body.
+  void write_response();
+  void on_response_written(error_code ec);
+  void fill_response_chunk();
+  // 7. Finish.
+  void finish_request();
+
+  // Failures and local replies.
+  void fail(ErrorKind kind);
+  void on_upstream_failure(ErrorKind kind);
+  void reply_local(unsigned status, std::string_view body, bool close);
+  void record_metrics();
+  void close();
+  void close_gracefully();
+  void release_upstream(bool reusable);
+  void arm_deadline(std::chrono::milliseconds timeout);
+
+  const config::Config& config() const { return *view_->snapshot->config; }
+
+  Worker& worker_;
+  boost::asio::ip::tcp::socket socket_;
+  const ListenerSpec& listener_;
+  std::string client_ip_;
+  boost::beast::flat_buffer buffer_;
+  Phase phase_ = Phase::waiting;
+  bool draining_ = false;
+  bool client_keep_alive_ = true;
+  bool client_http10_ = false;
+  Clock::time_point deadline_ = Clock::time_point::max();
+
+  // Per request.
+  std::shared_ptr<WorkerView> view_;
+  std::optional<RequestParser> request_;
+  std::optional<RequestSerializer> request_writer_;
+  routing::Decision decision_;
+  std::unique_ptr<UpstreamConnection> upstream_;
+  std::optional<ResponseParser> response_;
+  std::optional<ResponseSerializer> response_writer_;
+  std::optional<boost::beast::http::response<boost::beast::http::string_body>> local_reply_;
+  std::unique_ptr<char[]> chunk_;
+  std::size_t chunk_fill_ = 0;
+  bool retried_ = false;        // a request is sent again at most once
+  bool expect_continue_ = false; // the client waits for "100 Continue" before its body
+  bool timed_out_ = false;       // set by the deadline sweep before it cancels upstream I/O
+  bool recorded_ = false;        // this request's metrics were recorded
+  bool is_head_request_ = false;
+  std::uint16_t flags_ = 0;
+  unsigned status_ = 0;
+  std::uint64_t request_body_bytes_ = 0;
+  std::uint64_t response_body_bytes_ = 0;
+  Clock::time_point request_start_{};
+};
+
+}  // namespace revgate::proxy

@@ -1,0 +1,148 @@
+#include "proxy/worker.h"
+
+#include <boost/asio/post.hpp>
+
+#include "proxy/log.h"
+#include "proxy/session.h"
+
+namespace revgate::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+// How often deadlines are checked: timeouts fire at most this late. One sweep per worker
+// replaces a timer per connection and phase (nginx and HAProxy keep timers coarse likewise).
+constexpr std::chrono::milliseconds kSweepInterval{250};
+
+std::uint64_t splitmix64(std::uint64_t& x) {
+  std::uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+Rng::Rng(std::uint64_t seed) {
+  for (auto& s : s_) s = splitmix64(seed);
+}
+
+std::uint64_t Rng::next() {
+  auto rotl = [](std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
+  const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  const std::uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+Worker::Worker(unsigned id, std::shared_ptr<const Snapshot> snapshot)
+    : id_(id),
+      io_(1),  // one thread runs this context: Asio may skip its internal locking
+      sweep_timer_(io_),
+      view_(std::make_shared<WorkerView>(snapshot)),
+      pool_(snapshot->config->upstream.max_idle_per_endpoint),
+      rng_(std::random_device{}() ^ (std::uint64_t{id} << 32)) {}
+
+Worker::~Worker() {
+  stop();
+  join();
+}
+
+void Worker::add_listener(tcp::acceptor acceptor, ListenerSpec spec) {
+  listeners_.push_back(std::make_unique<Listener>(Listener{std::move(acceptor), std::move(spec)}));
+}
+
+void Worker::start(std::function<void()> on_exit) {
+  for (std::size_t i = 0; i < listeners_.size(); ++i) accept(i);
+  sweep();
+  thread_ = std::thread([this, on_exit = std::move(on_exit)] {
+    io_.run();
+    on_exit();
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::accept(std::size_t index) {
+  auto& listener = *listeners_[index];
+  listener.acceptor.async_accept([this, index](boost::system::error_code ec, tcp::socket socket) {
+    auto& listener = *listeners_[index];
+    if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) return;
+    if (!ec) {
+      std::make_shared<Session>(*this, std::move(socket), listener.spec)->start();
+    } else {
+      // Out of descriptors or a connection reset in the backlog: keep accepting.
+      log_warning("worker {}: accept on {}: {}", id_, listener.spec.name, ec.message());
+    }
+    accept(index);
+  });
+}
+
+void Worker::sweep() {
+  sweep_timer_.expires_after(kSweepInterval);
+  sweep_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const auto now = Clock::now();
+    // check_deadline may close (and unlink) the session it is called on: step past it first.
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      auto& session = *it++;
+      session.check_deadline(now);
+    }
+    pool_.close_idle(now, view_->snapshot->config->timeouts.upstream_idle);
+    if (draining_ && sessions_.empty()) {
+      pool_.close_all();
+      return;  // nothing left: the event loop runs out of work and the thread ends
+    }
+    sweep();
+  });
+}
+
+void Worker::install(std::shared_ptr<const Snapshot> snapshot) {
+  asio::post(io_, [this, snapshot = std::move(snapshot)] {
+    view_ = std::make_shared<WorkerView>(snapshot);
+    pool_.set_max_idle_per_endpoint(snapshot->config->upstream.max_idle_per_endpoint);
+  });
+}
+
+void Worker::drain() {
+  asio::post(io_, [this] {
+    draining_ = true;
+    for (auto& listener : listeners_) {
+      boost::system::error_code ignored;
+      listener->acceptor.close(ignored);
+    }
+    pool_.close_all();
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      auto& session = *it++;
+      session.drain();
+    }
+  });
+}
+
+void Worker::stop() { io_.stop(); }
+
+void Worker::collect_metrics(std::function<void(metrics::WorkerShard)> done) {
+  asio::post(io_, [this, done = std::move(done)] { done(shard_); });
+}
+
+std::unique_ptr<char[]> Worker::acquire_chunk() {
+  if (free_chunks_.empty()) return std::make_unique_for_overwrite<char[]>(kChunkSize);
+  auto chunk = std::move(free_chunks_.back());
+  free_chunks_.pop_back();
+  return chunk;
+}
+
+void Worker::release_chunk(std::unique_ptr<char[]> chunk) {
+  // Keep a few for the next requests; more would only hold memory after a burst of uploads.
+  constexpr std::size_t kKeep = 16;
+  if (free_chunks_.size() < kKeep) free_chunks_.push_back(std::move(chunk));
+}
+
+}  // namespace revgate::proxy

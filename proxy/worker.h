@@ -1,0 +1,130 @@
+// One event-loop thread and everything mutable it owns (ARCHITECTURE.md principle 2): its
+// io_context, its SO_REUSEPORT acceptors, routing cursors, upstream pool, metrics shard, random
+// source and the list of its sessions. Only the worker's own thread touches it, except for the
+// methods documented as "any thread", which post into the worker.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include "config/config.h"
+#include "metrics/metrics.h"
+#include "proxy/upstream_pool.h"
+#include "routing/route_table.h"
+
+namespace revgate::proxy {
+
+// What a config load produces, shared read-only by every worker.
+struct Snapshot {
+  std::shared_ptr<const config::Config> config;
+  std::shared_ptr<const routing::RouteTable> table;
+  std::vector<std::uint32_t> destination_ids;  // metrics destination id by revision index
+};
+
+// A worker's own view of a snapshot: its routing cursors live here. Sessions keep the view of
+// the request they serve, so a reload never changes a request in flight; the shared_ptr's
+// count is only ever touched by this worker's thread.
+struct WorkerView {
+  explicit WorkerView(std::shared_ptr<const Snapshot> s)
+      : snapshot(std::move(s)), router(snapshot->table) {}
+  std::shared_ptr<const Snapshot> snapshot;
+  routing::Router router;
+};
+
+// xoshiro256** (public domain, Blackman & Vigna): fast per-worker entropy for splits and ids.
+class Rng {
+ public:
+  explicit Rng(std::uint64_t seed);
+  std::uint64_t next();
+
+ private:
+  std::uint64_t s_[4];
+};
+
+using SessionHook =
+    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+// Implemented by Session; the worker only needs to sweep and drain its sessions.
+class SessionBase : public SessionHook {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void check_deadline(Clock::time_point now) = 0;
+  virtual void drain() = 0;
+};
+
+struct ListenerSpec {
+  std::uint32_t id = 0;  // index in the process's listener list (metrics label)
+  std::string name;
+  bool https = false;
+};
+
+class Worker {
+ public:
+  Worker(unsigned id, std::shared_ptr<const Snapshot> snapshot);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  unsigned id() const { return id_; }
+  boost::asio::io_context& io() { return io_; }
+
+  // Before start(), from the main thread: adopt an already bound, listening socket.
+  void add_listener(boost::asio::ip::tcp::acceptor acceptor, ListenerSpec spec);
+  // Runs the event loop on a new thread; `on_exit` is called on it when the loop ends.
+  void start(std::function<void()> on_exit);
+  void join();
+
+  // Any thread: publish a new config; requests already routed keep theirs.
+  void install(std::shared_ptr<const Snapshot> snapshot);
+  // Any thread: stop accepting, close idle connections, let requests in flight finish.
+  void drain();
+  // Any thread: stop the event loop now (end of the grace period).
+  void stop();
+  // Any thread: copy this worker's metrics on its own thread, then call `done` there.
+  void collect_metrics(std::function<void(metrics::WorkerShard)> done);
+
+  // --- Worker thread only, for its sessions.
+  const std::shared_ptr<WorkerView>& view() const { return view_; }
+  UpstreamPool& pool() { return pool_; }
+  metrics::WorkerShard& shard() { return shard_; }
+  Rng& rng() { return rng_; }
+  bool draining() const { return draining_; }
+  void link(SessionBase& session) { sessions_.push_back(session); }
+  // Body relay buffers, recycled so that a request with a body does not allocate one.
+  static constexpr std::size_t kChunkSize = 64 * 1024;
+  std::unique_ptr<char[]> acquire_chunk();
+  void release_chunk(std::unique_ptr<char[]> chunk);
+
+ private:
+  void accept(std::size_t listener);
+  void sweep();
+
+  unsigned id_;
+  boost::asio::io_context io_;
+  std::thread thread_;
+  struct Listener {
+    boost::asio::ip::tcp::acceptor acceptor;
+    ListenerSpec spec;
+  };
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  boost::asio::steady_timer sweep_timer_;
+  std::shared_ptr<WorkerView> view_;
+  UpstreamPool pool_;
+  metrics::WorkerShard shard_;
+  Rng rng_;
+  bool draining_ = false;
+  boost::intrusive::list<SessionBase, boost::intrusive::constant_time_size<false>> sessions_;
+  std::vector<std::unique_ptr<char[]>> free_chunks_;
+};
+
+}  // namespace revgate::proxy

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what revgate needs to build, run and test, from Debian 12 packages only.
+# Idempotent: installs only what is missing. Used by the README, .ci/run and the Dockerfile.
+#   scripts/setup.sh          build + run dependencies
+#   scripts/setup.sh --test   also the tools the tests use (prometheus for promtool, curl, ...)
+#   scripts/setup.sh --bench  also the peers and load tools the benchmarks use (nginx, haproxy, wrk)
+set -euo pipefail
+
+build_pkgs=(
+  g++ cmake ninja-build pkg-config
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libyaml-cpp-dev libssl-dev libcli11-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+test_pkgs=(prometheus curl openssl python3 procps ca-certificates)
+bench_pkgs=(nginx haproxy wrk python3 procps openssl)
+
+want=("${build_pkgs[@]}")
+for arg in "$@"; do
+  case "$arg" in
+    --test) want+=("${test_pkgs[@]}") ;;
+    --bench) want+=("${bench_pkgs[@]}") ;;
+    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#want[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if [[ $(id -u) != 0 ]]; then sudo="sudo"; fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# --no-install-recommends keeps prometheus from pulling in its node exporter and friends.
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

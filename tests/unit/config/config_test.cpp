@@ -1,0 +1,894 @@
+// Unit tests of the config loader: one test per validation rule (rule id and exact line:column),
+// a full valid config, durations, defaults, files, and a seeded fuzz run that must never throw.
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace revgate::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Inline YAML starts on the line after `R"(`, so the line numbers in a test read as in an editor:
+// the leading newline is dropped here.
+std::string_view strip_first_newline(std::string_view yaml) {
+  if (!yaml.empty() && yaml.front() == '\n') yaml.remove_prefix(1);
+  return yaml;
+}
+
+// Endpoint names resolve through this fake so that the tests never touch DNS.
+LoadOptions offline() {
+  LoadOptions options;
+  options.resolver = [](const std::string& host) -> std::expected<std::string, std::string> {
+    if (host == "backend.test") return "10.0.0.7";
+    return std::unexpected("Name or service not known");
+  };
+  return options;
+}
+
+LoadResult load(std::string_view yaml) {
+  return load_string(strip_first_newline(yaml), "test.yaml", offline());
+}
+
+std::vector<ConfigError> errors_of(std::string_view yaml) {
+  LoadResult result = load(yaml);
+  return result ? std::vector<ConfigError>{} : result.error();
+}
+
+std::string all_errors(const std::vector<ConfigError>& errors) {
+  std::string text;
+  for (const ConfigError& error : errors) text += "\n  " + error.to_string();
+  return errors.empty() ? " (none)" : text;
+}
+
+// Passes when loading `yaml` fails with exactly one error, breaking `rule` at line:column.
+testing::AssertionResult only_error(std::string_view yaml, std::string_view rule, int line,
+                                    int column) {
+  std::vector<ConfigError> errors = errors_of(yaml);
+  if (errors.size() == 1 && errors[0].rule == rule && errors[0].line == line &&
+      errors[0].column == column && errors[0].file == "test.yaml") {
+    return testing::AssertionSuccess();
+  }
+  return testing::AssertionFailure() << "expected only test.yaml:" << line << ":" << column
+                                     << " [" << rule << "], got:" << all_errors(errors);
+}
+
+Config must_load(std::string_view yaml) {
+  LoadResult result = load(yaml);
+  EXPECT_TRUE(result.has_value()) << "errors:" << (result ? "" : all_errors(result.error()));
+  return result ? *result : Config{};
+}
+
+// SPEC.md section 3, without the `tls` block (not implemented yet).
+constexpr std::string_view kSpecExample = R"(
+domain: example.com            # default "example.com" (Knative's default domain)
+workers: 0                     # event-loop threads; 0 = one per CPU core
+listeners:
+  - name: http
+    address: 0.0.0.0:8080
+  - name: https
+    address: 0.0.0.0:8443
+admin:
+  address: 127.0.0.1:9901     # /metrics, /healthz, /readyz, admin API; loopback by default
+services:
+  - name: hello
+    namespace: default         # default "default"
+    splitPolicy: smooth        # smooth (default, exact interleaved shares) | random
+    revisions:                 # oldest first; the last is the latest
+      - name: hello-00001
+        endpoints: ["127.0.0.1:9001", "127.0.0.1:9002"]
+      - name: hello-00002
+        endpoints: ["127.0.0.1:9003"]
+    traffic:                   # Knative TrafficTarget fields
+      - revisionName: hello-00001
+        percent: 90
+      - revisionName: hello-00002
+        percent: 10
+        tag: canary            # also at canary-hello.default.example.com
+      - latestRevision: true
+        percent: 0
+        tag: latest
+domainMappings:
+  - domain: www.example.org
+    service: hello             # namespace: default unless given
+  - domain: "*.apps.example.org"
+    service: hello
+  - domain: "*"                # optional catch-all for any other host
+    service: hello
+)";
+
+// ---------------------------------------------------------------------------------------------
+// Valid configs
+
+TEST(ConfigLoad, SpecExampleLoadsWithEveryValue) {
+  Config config = must_load(kSpecExample);
+  EXPECT_EQ(config.source, "test.yaml");
+  EXPECT_EQ(config.domain, "example.com");
+  EXPECT_EQ(config.workers, 0);
+
+  ASSERT_EQ(config.listeners.size(), 2u);
+  EXPECT_EQ(config.listeners[0].name, "http");
+  EXPECT_EQ(config.listeners[0].host, "0.0.0.0");
+  EXPECT_EQ(config.listeners[0].port, 8080);
+  EXPECT_EQ(config.listeners[0].pos.line, 4);
+  EXPECT_EQ(config.listeners[0].pos.column, 5);
+  EXPECT_EQ(config.listeners[1].name, "https");
+  EXPECT_EQ(config.listeners[1].port, 8443);
+  EXPECT_EQ(config.admin.host, "127.0.0.1");
+  EXPECT_EQ(config.admin.port, 9901);
+
+  ASSERT_EQ(config.services.size(), 1u);
+  const Service& hello = config.services[0];
+  EXPECT_EQ(hello.name, "hello");
+  EXPECT_EQ(hello.namespace_name, "default");
+  EXPECT_EQ(hello.split_policy, SplitPolicy::smooth);
+  ASSERT_EQ(hello.revisions.size(), 2u);
+  EXPECT_EQ(hello.revisions[0].name, "hello-00001");
+  ASSERT_EQ(hello.revisions[0].endpoints.size(), 2u);
+  EXPECT_EQ(hello.revisions[0].endpoints[0].host, "127.0.0.1");
+  EXPECT_EQ(hello.revisions[0].endpoints[0].port, 9001);
+  EXPECT_EQ(hello.revisions[0].endpoints[0].address, "127.0.0.1");
+  EXPECT_EQ(hello.revisions[0].endpoints[1].port, 9002);
+  EXPECT_EQ(hello.revisions[0].endpoints[1].pos.line, 16);
+  EXPECT_EQ(hello.revisions[0].endpoints[1].pos.column, 39);
+  EXPECT_EQ(hello.revisions[1].name, "hello-00002");
+  EXPECT_EQ(hello.revisions[1].endpoints[0].port, 9003);
+
+  ASSERT_EQ(hello.traffic.size(), 3u);
+  EXPECT_EQ(hello.traffic[0].revision_name, "hello-00001");
+  EXPECT_FALSE(hello.traffic[0].latest_revision);
+  EXPECT_EQ(hello.traffic[0].percent, 90);
+  EXPECT_EQ(hello.traffic[0].tag, "");
+  EXPECT_EQ(hello.traffic[1].revision_name, "hello-00002");
+  EXPECT_EQ(hello.traffic[1].percent, 10);
+  EXPECT_EQ(hello.traffic[1].tag, "canary");
+  EXPECT_EQ(hello.traffic[2].revision_name, "");
+  EXPECT_TRUE(hello.traffic[2].latest_revision);
+  EXPECT_EQ(hello.traffic[2].percent, 0);
+  EXPECT_EQ(hello.traffic[2].tag, "latest");
+  EXPECT_EQ(hello.traffic[2].pos.line, 25);
+
+  ASSERT_EQ(config.domain_mappings.size(), 3u);
+  EXPECT_EQ(config.domain_mappings[0].domain, "www.example.org");
+  EXPECT_EQ(config.domain_mappings[0].service, "hello");
+  EXPECT_EQ(config.domain_mappings[0].namespace_name, "default");
+  EXPECT_EQ(config.domain_mappings[1].domain, "*.apps.example.org");
+  EXPECT_EQ(config.domain_mappings[2].domain, "*");
+
+  // Sections the example leaves out keep their defaults.
+  EXPECT_EQ(config.limits.request_line_bytes, 16u * 1024);
+  EXPECT_EQ(config.limits.request_headers_bytes, 60u * 1024);
+  EXPECT_EQ(config.limits.request_header_count, 100u);
+  EXPECT_EQ(config.limits.request_body_bytes, 0u);
+  EXPECT_EQ(config.timeouts.request_headers, 30s);
+  EXPECT_EQ(config.timeouts.idle, 300s);
+  EXPECT_EQ(config.timeouts.upstream_connect, 5s);
+  EXPECT_EQ(config.timeouts.upstream_response, 60s);
+  EXPECT_EQ(config.timeouts.upstream_idle, 60s);
+  EXPECT_EQ(config.timeouts.shutdown_grace, 10s);
+  EXPECT_EQ(config.upstream.max_idle_per_endpoint, 64u);
+}
+
+TEST(ConfigLoad, MinimalConfigGetsEveryDefault) {
+  Config config = must_load(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+)");
+  EXPECT_EQ(config.domain, "example.com");
+  EXPECT_EQ(config.workers, 0);
+  EXPECT_EQ(config.listeners[0].port, 0);  // any free port
+  EXPECT_EQ(config.admin.host, "127.0.0.1");
+  EXPECT_EQ(config.admin.port, 9901);
+  EXPECT_TRUE(config.services.empty());
+  EXPECT_TRUE(config.domain_mappings.empty());
+}
+
+TEST(ConfigLoad, EveryOptionalSectionIsRead) {
+  Config config = must_load(R"(
+domain: Apps.Internal
+workers: 4
+listeners:
+  - name: v6
+    address: "[::]:8080"
+admin: {address: "[::1]:0"}
+limits: {requestLineBytes: 8192, requestHeadersBytes: 32768, requestHeaderCount: 50,
+         requestBodyBytes: 1048576}
+timeouts: {requestHeaders: 10s, idle: 2m, upstreamConnect: 250ms, upstreamResponse: 1m30s,
+           upstreamIdle: 45, shutdownGrace: 1.5s}
+upstream: {maxIdlePerEndpoint: 0}
+services:
+  - name: api
+    namespace: prod
+    splitPolicy: random
+    revisions:
+      - name: api-1
+        endpoints: ["backend.test:8080", "[::1]:9000"]
+domainMappings:
+  - {domain: API.Example.COM, service: api, namespace: prod}
+)");
+  EXPECT_EQ(config.domain, "apps.internal");
+  EXPECT_EQ(config.workers, 4);
+  EXPECT_EQ(config.listeners[0].host, "::");
+  EXPECT_EQ(config.listeners[0].port, 8080);
+  EXPECT_EQ(config.admin.host, "::1");
+  EXPECT_EQ(config.admin.port, 0);
+  EXPECT_EQ(config.limits.request_line_bytes, 8192u);
+  EXPECT_EQ(config.limits.request_headers_bytes, 32768u);
+  EXPECT_EQ(config.limits.request_header_count, 50u);
+  EXPECT_EQ(config.limits.request_body_bytes, 1048576u);
+  EXPECT_EQ(config.timeouts.request_headers, 10s);
+  EXPECT_EQ(config.timeouts.idle, 2min);
+  EXPECT_EQ(config.timeouts.upstream_connect, 250ms);
+  EXPECT_EQ(config.timeouts.upstream_response, 90s);
+  EXPECT_EQ(config.timeouts.upstream_idle, 45s);
+  EXPECT_EQ(config.timeouts.shutdown_grace, 1500ms);
+  EXPECT_EQ(config.upstream.max_idle_per_endpoint, 0u);
+
+  const Service& api = config.services.at(0);
+  EXPECT_EQ(api.namespace_name, "prod");
+  EXPECT_EQ(api.split_policy, SplitPolicy::random);
+  const std::vector<Endpoint>& endpoints = api.revisions.at(0).endpoints;
+  ASSERT_EQ(endpoints.size(), 2u);
+  EXPECT_EQ(endpoints[0].host, "backend.test");
+  EXPECT_EQ(endpoints[0].address, "10.0.0.7");  // resolved at load
+  EXPECT_EQ(endpoints[1].host, "::1");          // without brackets
+  EXPECT_EQ(endpoints[1].address, "::1");
+  EXPECT_EQ(endpoints[1].port, 9000);
+  EXPECT_EQ(config.domain_mappings.at(0).domain, "api.example.com");
+  EXPECT_EQ(config.domain_mappings.at(0).namespace_name, "prod");
+}
+
+TEST(ConfigLoad, OmittedOrEmptyTrafficMeansAllToLatest) {
+  Config config = must_load(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: omitted
+    revisions: [{name: omitted-1, endpoints: ["127.0.0.1:9001"]}]
+  - name: empty
+    revisions: [{name: empty-1, endpoints: ["127.0.0.1:9002"]}]
+    traffic: []
+)");
+  for (const Service& service : config.services) {
+    ASSERT_EQ(service.traffic.size(), 1u) << service.name;
+    EXPECT_TRUE(service.traffic[0].latest_revision);
+    EXPECT_EQ(service.traffic[0].revision_name, "");
+    EXPECT_EQ(service.traffic[0].percent, 100);
+    EXPECT_EQ(service.traffic[0].tag, "");
+    EXPECT_EQ(service.traffic[0].pos.line, 0);  // defaulted, not written
+  }
+}
+
+TEST(ConfigLoad, SameServiceNameInTwoNamespacesIsFine) {
+  Config config = must_load(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - {name: hello, namespace: a, revisions: [{name: a-1, endpoints: ["127.0.0.1:1"]}]}
+  - {name: hello, namespace: b, revisions: [{name: b-1, endpoints: ["127.0.0.1:2"]}]}
+)");
+  EXPECT_EQ(config.services.size(), 2u);
+}
+
+TEST(ConfigLoad, EmptyTagMeansUntagged) {
+  Config config = must_load(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+    traffic: [{revisionName: hello-1, percent: 100, tag: ""}]
+)");
+  EXPECT_EQ(config.services[0].traffic[0].tag, "");
+}
+
+TEST(ConfigLoad, NamedEndpointResolvesWithGetaddrinfo) {
+  // The real resolver; "localhost" comes from /etc/hosts, no network needed.
+  LoadResult result = load_string(R"(listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["localhost:9001"]}]
+)",
+                                  "real.yaml");
+  ASSERT_TRUE(result.has_value()) << all_errors(result ? std::vector<ConfigError>{}
+                                                       : result.error());
+  const std::string& address = result->services[0].revisions[0].endpoints[0].address;
+  EXPECT_TRUE(address == "127.0.0.1" || address == "::1") << address;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durations
+
+TEST(ConfigDurations, AcceptedForms) {
+  const std::pair<std::string, std::chrono::milliseconds> cases[] = {
+      {"500ms", 500ms}, {"30s", 30s},   {"5m", 5min},    {"1h", 1h},         {"45", 45s},
+      {"1m30s", 90s},   {"1.5s", 1500ms}, {"0.25m", 15s}, {"\"10s\"", 10s},  {"1h0m1ms", 3600001ms},
+  };
+  for (const auto& [text, expected] : cases) {
+    std::string yaml = "listeners: [{name: http, address: \"127.0.0.1:0\"}]\n"
+                       "timeouts: {idle: " + text + "}\n";
+    LoadResult result = load_string(yaml, "test.yaml", offline());
+    ASSERT_TRUE(result.has_value()) << text << all_errors(result ? std::vector<ConfigError>{}
+                                                                 : result.error());
+    EXPECT_EQ(result->timeouts.idle, expected) << text;
+  }
+}
+
+TEST(ConfigDurations, RejectedForms) {
+  for (std::string text : {"0", "0s", "-5s", "10x", "1.5", "s", "5 m", "1us", "0.5ms", "9999h",
+                           "ten"}) {
+    std::string yaml = "listeners: [{name: http, address: \"127.0.0.1:0\"}]\n"
+                       "timeouts: {idle: \"" + text + "\"}\n";
+    LoadResult result = load_string(yaml, "test.yaml", offline());
+    ASSERT_FALSE(result.has_value()) << text;
+    ASSERT_EQ(result.error().size(), 1u) << text << all_errors(result.error());
+    EXPECT_EQ(result.error()[0].rule, "duration") << text;
+    EXPECT_EQ(result.error()[0].line, 2) << text;
+    EXPECT_EQ(result.error()[0].column, 18) << text;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One test per rule: the rule id and the exact line:column of the offending key or value.
+
+TEST(ConfigRules, YamlSyntax) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}
+workers: 2
+)", "yaml-syntax", 2, 1));  // where the parser noticed
+}
+
+TEST(ConfigRules, SecondYamlDocument) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+---
+workers: 2
+)", "yaml-syntax", 3, 1));
+}
+
+TEST(ConfigRules, Type) {
+  EXPECT_TRUE(only_error(R"(
+workers: many
+listeners: [{name: http, address: "127.0.0.1:0"}]
+)", "type", 1, 10));
+  // A quoted number is a string, as in Kubernetes.
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+limits:
+  requestHeaderCount: "50"
+)", "type", 3, 23));
+  EXPECT_TRUE(only_error(R"(
+listeners:
+  name: http
+)", "type", 2, 3));
+}
+
+TEST(ConfigRules, UnknownKey) {
+  std::vector<ConfigError> errors = errors_of(R"(
+listeners:
+  - name: http
+    address: "127.0.0.1:0"
+    tls: {}
+)");
+  ASSERT_EQ(errors.size(), 1u) << all_errors(errors);
+  EXPECT_EQ(errors[0].rule, "unknown-key");
+  EXPECT_EQ(errors[0].line, 4);
+  EXPECT_EQ(errors[0].column, 5);
+  EXPECT_NE(errors[0].message.find("'tls'"), std::string::npos) << errors[0].message;
+  EXPECT_NE(errors[0].message.find("name, address"), std::string::npos) << errors[0].message;
+}
+
+TEST(ConfigRules, UnknownKeySuggestsTheClosestKey) {
+  std::vector<ConfigError> errors = errors_of(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+    traffic: [{latestRevision: true, percnt: 100}]
+)");
+  // The misspelt percent counts as 0, so the sum is wrong too.
+  ASSERT_EQ(errors.size(), 2u) << all_errors(errors);
+  EXPECT_EQ(errors[0].rule, "percent-sum");
+  EXPECT_EQ(errors[1].rule, "unknown-key");
+  EXPECT_EQ(errors[1].line, 5);
+  EXPECT_EQ(errors[1].column, 38);
+  EXPECT_NE(errors[1].message.find("did you mean 'percent'?"), std::string::npos)
+      << errors[1].message;
+}
+
+TEST(ConfigRules, DuplicateKey) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+workers: 1
+workers: 2
+)", "duplicate-key", 3, 1));
+}
+
+TEST(ConfigRules, Required) {
+  EXPECT_TRUE(only_error(R"(
+listeners:
+  - name: http
+  - address: "127.0.0.1:0"
+    name: other
+)", "required", 2, 5));
+}
+
+TEST(ConfigRules, Range) {
+  EXPECT_TRUE(only_error(R"(
+workers: -1
+listeners: [{name: http, address: "127.0.0.1:0"}]
+)", "range", 1, 10));
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+limits: {requestLineBytes: 0}
+)", "range", 2, 28));
+}
+
+TEST(ConfigRules, Domain) {
+  EXPECT_TRUE(only_error(R"(
+domain: my_domain.com
+listeners: [{name: http, address: "127.0.0.1:0"}]
+)", "domain", 1, 9));
+}
+
+TEST(ConfigRules, Address) {
+  EXPECT_TRUE(only_error(R"(
+listeners:
+  - name: http
+    address: localhost:8080
+)", "address", 3, 14));
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+admin:
+  address: "127.0.0.1:70000"
+)", "address", 3, 12));
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "::1:8080"}]
+)", "address", 1, 35));
+}
+
+TEST(ConfigRules, ListenersRequired) {
+  EXPECT_TRUE(only_error(R"(
+workers: 2
+)", "listeners-required", 1, 1));
+  EXPECT_TRUE(only_error(R"(
+workers: 2
+listeners: []
+)", "listeners-required", 2, 1));
+}
+
+TEST(ConfigRules, ListenerNameUnique) {
+  EXPECT_TRUE(only_error(R"(
+listeners:
+  - {name: http, address: "127.0.0.1:0"}
+  - {name: http, address: "127.0.0.1:0"}
+)", "listener-name-unique", 3, 12));
+}
+
+TEST(ConfigRules, Name) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: Hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+)", "name", 3, 11));
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    namespace: team-
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+)", "name", 4, 16));
+}
+
+TEST(ConfigRules, ServiceUnique) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+  - name: hello
+    namespace: default
+    revisions: [{name: hello-2, endpoints: ["127.0.0.1:9002"]}]
+)", "service-unique", 5, 11));
+}
+
+TEST(ConfigRules, RevisionUnique) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: a
+    revisions: [{name: rev-1, endpoints: ["127.0.0.1:9001"]}]
+  - name: b
+    namespace: other
+    revisions: [{name: rev-1, endpoints: ["127.0.0.1:9002"]}]
+)", "revision-unique", 7, 24));
+}
+
+TEST(ConfigRules, RevisionsRequired) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: []
+)", "revisions-required", 4, 5));
+}
+
+TEST(ConfigRules, SplitPolicy) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    splitPolicy: round-robin
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+)", "split-policy", 4, 18));
+}
+
+TEST(ConfigRules, Endpoint) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints:
+          - 127.0.0.1:9001
+          - 127.0.0.1:0
+)", "endpoint", 8, 13));
+  for (const char* endpoint : {"127.0.0.1", "::1:80", "[::1]", "999.0.0.1:80", "a..b:80",
+                               "[nope]:80", "127.0.0.1:http"}) {
+    std::string yaml = std::string(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: [")") + endpoint + R"("]
+)";
+    EXPECT_TRUE(only_error(yaml, "endpoint", 6, 21)) << endpoint;
+  }
+}
+
+TEST(ConfigRules, EndpointResolve) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: ["backend.test:80", "nowhere.test:80"]
+)", "endpoint-resolve", 6, 40));
+}
+
+TEST(ConfigRules, EndpointsRequired) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+)", "endpoints-required", 5, 9));
+}
+
+TEST(ConfigRules, PercentRange) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+    traffic:
+      - revisionName: hello-1
+        percent: 101
+)", "percent-range", 7, 18));
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+    traffic: [{revisionName: hello-1, percent: 99.5}]
+)", "percent-range", 5, 48));
+}
+
+TEST(ConfigRules, PercentSum) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - {name: hello-1, endpoints: ["127.0.0.1:9001"]}
+      - {name: hello-2, endpoints: ["127.0.0.1:9002"]}
+    traffic:
+      - {revisionName: hello-1, percent: 90}
+      - {revisionName: hello-2, percent: 20}
+)", "percent-sum", 7, 5));
+}
+
+TEST(ConfigRules, TargetKind) {
+  // Both: reported at latestRevision.
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+    traffic:
+      - revisionName: hello-1
+        latestRevision: true
+        percent: 100
+)", "target-kind", 7, 9));
+  // Neither: reported at the target.
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+    traffic:
+      - percent: 100
+        latestRevision: false
+)", "target-kind", 6, 9));
+}
+
+TEST(ConfigRules, RevisionExists) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+    traffic: [{revisionName: hello-9, percent: 100}]
+)", "revision-exists", 5, 30));
+}
+
+TEST(ConfigRules, TagName) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+    traffic:
+      - {latestRevision: true, percent: 100, tag: 1st}
+)", "tag-name", 6, 51));
+}
+
+TEST(ConfigRules, TagUnique) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]
+    traffic:
+      - {revisionName: hello-1, percent: 100, tag: canary}
+      - {latestRevision: true, percent: 0, tag: canary}
+)", "tag-unique", 7, 49));
+}
+
+TEST(ConfigRules, MappingDomain) {
+  for (const char* domain : {"www.*.org", "*example.org", "**", "bad_host.org", "*."}) {
+    std::string yaml = std::string(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services: [{name: hello, revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]}]
+domainMappings:
+  - domain: ")") + domain + R"("
+    service: hello
+)";
+    EXPECT_TRUE(only_error(yaml, "mapping-domain", 4, 13)) << domain;
+  }
+}
+
+TEST(ConfigRules, MappingUnique) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services: [{name: hello, revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]}]
+domainMappings:
+  - {domain: www.example.org, service: hello}
+  - {domain: WWW.Example.org, service: hello}
+)", "mapping-unique", 5, 14));
+}
+
+TEST(ConfigRules, MappingService) {
+  EXPECT_TRUE(only_error(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services: [{name: hello, revisions: [{name: hello-1, endpoints: ["127.0.0.1:9001"]}]}]
+domainMappings:
+  - domain: www.example.org
+    service: helo
+)", "mapping-service", 5, 14));
+  // Right name, wrong namespace: the message says where the service is.
+  std::vector<ConfigError> errors = errors_of(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services: [{name: hello, namespace: prod, revisions: [{name: h-1, endpoints: ["127.0.0.1:1"]}]}]
+domainMappings: [{domain: www.example.org, service: hello}]
+)");
+  ASSERT_EQ(errors.size(), 1u) << all_errors(errors);
+  EXPECT_EQ(errors[0].rule, "mapping-service");
+  EXPECT_NE(errors[0].message.find("namespace 'prod'"), std::string::npos) << errors[0].message;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole file in one pass
+
+TEST(ConfigLoad, ReportsEveryMistakeInSourceOrder) {
+  // domainMappings comes before services on purpose: errors still come out in source order.
+  std::vector<ConfigError> errors = errors_of(R"(
+workers: lots
+domainMappings:
+  - {domain: www.example.org, service: nope}
+listeners:
+  - {name: http, address: "127.0.0.1:80800"}
+timeouts: {idle: 5 minutes}
+services:
+  - name: hello
+    revisions:
+      - {name: hello-1, endpoints: ["127.0.0.1:9001"]}
+    traffic:
+      - {revisionName: hello-1, percent: 50, tag: Canary}
+      - {revisionName: hello-2, percent: 40}
+)");
+  std::vector<std::tuple<std::string, int, int>> found;
+  for (const ConfigError& error : errors) found.emplace_back(error.rule, error.line, error.column);
+  std::vector<std::tuple<std::string, int, int>> expected = {
+      {"type", 1, 10},               // workers: lots
+      {"mapping-service", 3, 40},    // no service 'nope'
+      {"address", 5, 27},            // port 80800
+      {"duration", 6, 18},           // "5 minutes"
+      {"percent-sum", 11, 5},        // 50 + 40
+      {"tag-name", 12, 51},          // uppercase tag
+      {"revision-exists", 13, 24},   // hello-2 is not a revision of hello
+  };
+  EXPECT_EQ(found, expected) << all_errors(errors);
+  for (const ConfigError& error : errors) EXPECT_EQ(error.file, "test.yaml");
+}
+
+TEST(ConfigLoad, ErrorToString) {
+  ConfigError positioned{.file = "a.yaml", .line = 3, .column = 7, .rule = "percent-sum",
+                         .message = "sum is 90"};
+  EXPECT_EQ(positioned.to_string(), "a.yaml:3:7: sum is 90 [percent-sum]");
+  ConfigError file_level{.file = "a.yaml", .line = 0, .column = 0, .rule = "file",
+                         .message = "cannot read"};
+  EXPECT_EQ(file_level.to_string(), "a.yaml: cannot read [file]");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+TEST(ConfigFile, MissingFileIsOneFileError) {
+  LoadResult result = load_file("/nonexistent/revgate.yaml");
+  ASSERT_FALSE(result.has_value());
+  ASSERT_EQ(result.error().size(), 1u);
+  const ConfigError& error = result.error()[0];
+  EXPECT_EQ(error.rule, "file");
+  EXPECT_EQ(error.line, 0);
+  EXPECT_EQ(error.column, 0);
+  EXPECT_EQ(error.to_string(),
+            "/nonexistent/revgate.yaml: cannot read the config file: No such file or directory "
+            "[file]");
+}
+
+class ConfigFileInTempDir : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "revgate-config-test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string write(const std::string& name, std::string_view text) {
+    std::string path = (dir_ / name).string();
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(ConfigFileInTempDir, LoadsARealFile) {
+  std::string path = write("revgate.yaml", strip_first_newline(kSpecExample));
+  LoadResult result = load_file(path, offline());
+  ASSERT_TRUE(result.has_value()) << all_errors(result ? std::vector<ConfigError>{}
+                                                       : result.error());
+  EXPECT_EQ(result->source, path);
+  EXPECT_EQ(result->services.at(0).traffic.size(), 3u);
+}
+
+TEST_F(ConfigFileInTempDir, ErrorsNameTheFile) {
+  std::string path = write("bad.yaml", "listeners: [{name: http, address: \"127.0.0.1:0\"}]\n"
+                                       "workers: -3\n");
+  LoadResult result = load_file(path);
+  ASSERT_FALSE(result.has_value());
+  ASSERT_EQ(result.error().size(), 1u);
+  EXPECT_EQ(result.error()[0].to_string().rfind(path + ":2:10: ", 0), 0u)
+      << result.error()[0].to_string();
+}
+
+TEST_F(ConfigFileInTempDir, DirectoryIsAFileError) {
+  LoadResult result = load_file(dir_.string());
+  ASSERT_FALSE(result.has_value());
+  ASSERT_EQ(result.error().size(), 1u);
+  EXPECT_EQ(result.error()[0].rule, "file");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Robustness: mutated and truncated configs return errors, never throw or crash.
+
+// splitmix64: tiny and identical on every platform, unlike std:: distributions.
+struct Rng {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  std::size_t below(std::size_t n) { return n == 0 ? 0 : next() % n; }
+};
+
+std::string mutate(std::string text, Rng& rng) {
+  static constexpr std::string_view kNoise = ":-[]{}\"'&*!|>#%@`,?\t\n 0a.9Z\\";
+  int edits = 1 + int(rng.below(4));
+  for (int i = 0; i < edits && !text.empty(); ++i) {
+    std::size_t at = rng.below(text.size());
+    switch (rng.below(6)) {
+      case 0:  // truncate
+        text.resize(at);
+        break;
+      case 1:  // flip a character to YAML punctuation
+        text[at] = kNoise[rng.below(kNoise.size())];
+        break;
+      case 2:  // insert punctuation
+        text.insert(at, 1, kNoise[rng.below(kNoise.size())]);
+        break;
+      case 3:  // delete a run
+        text.erase(at, 1 + rng.below(12));
+        break;
+      case 4: {  // duplicate a line
+        std::size_t start = text.rfind('\n', at);
+        start = start == std::string::npos ? 0 : start + 1;
+        std::size_t end = text.find('\n', at);
+        end = end == std::string::npos ? text.size() : end + 1;
+        text.insert(start, text.substr(start, end - start));
+        break;
+      }
+      default:  // any byte at all
+        text[at] = static_cast<char>(rng.below(256));
+        break;
+    }
+  }
+  return text;
+}
+
+TEST(ConfigFuzz, MutatedConfigsNeverThrow) {
+  // REVGATE_FUZZ_ITERATIONS runs a longer soak by hand; the default keeps the suite fast.
+  const char* env = std::getenv("REVGATE_FUZZ_ITERATIONS");
+  const int iterations = env != nullptr ? std::atoi(env) : 500;
+  Rng rng{20240601};
+  const std::string base(strip_first_newline(kSpecExample));
+  int loaded = 0;
+  for (int i = 0; i < iterations; ++i) {
+    std::string variant = mutate(base, rng);
+    LoadResult result;
+    ASSERT_NO_THROW(result = load_string(variant, "fuzz.yaml", offline())) << variant;
+    if (result) {
+      ++loaded;
+      continue;
+    }
+    ASSERT_FALSE(result.error().empty()) << variant;
+    for (const ConfigError& error : result.error()) {
+      EXPECT_EQ(error.file, "fuzz.yaml");
+      EXPECT_FALSE(error.rule.empty());
+      EXPECT_NE(error.rule, "internal") << error.to_string() << "\n" << variant;
+      EXPECT_GE(error.line, 1) << error.to_string();
+      EXPECT_GE(error.column, 1) << error.to_string();
+      EXPECT_EQ(error.to_string().find('\n'), std::string::npos) << error.to_string();
+    }
+  }
+  // Some mutations land in comments or values that stay valid; most must not.
+  EXPECT_GT(loaded, 0);
+  EXPECT_LT(loaded, iterations);
+}
+
+}  // namespace
+}  // namespace revgate::config

@@ -18,6 +18,7 @@
 #include <random>
 #include <stdexcept>
 #include <string_view>
+#include <functional>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -195,8 +196,9 @@ struct alignas(64) RequestCounter {
 // Everything one worker thread owns. Sessions on this worker use `json` and `scratch`
 // synchronously inside one handler, so sharing them across the worker's sessions is safe.
 struct Worker {
-  Worker(const EchoOptions& o, std::uint64_t seed, RequestCounter& counter)
-      : options(o), rng(seed), requests(counter) {}
+  Worker(const EchoOptions& o, std::uint64_t seed, RequestCounter& counter,
+         std::function<std::pair<std::uint64_t, std::uint64_t>()> totals)
+      : options(o), rng(seed), requests(counter), stats(std::move(totals)) {}
 
   asio::io_context ioc{1};  // declared first: destroyed last, after everything bound to it
   asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
@@ -205,6 +207,8 @@ struct Worker {
   json::serializer json;
   std::string scratch;
   RequestCounter& requests;
+  // Server-wide {accepted connections, requests} for /_echo/stats (diagnostic, not hot).
+  std::function<std::pair<std::uint64_t, std::uint64_t>()> stats;
 };
 
 // How the current request will be answered; decided once its body has been read.
@@ -217,6 +221,7 @@ struct Reply {
   std::uint64_t bytes = 0;
   std::uint64_t delay_ms = 0;
   bool connection_close_sent = false;  // an /_echo/headers Connection header already says close
+  bool stats = false;                  // /_echo/stats: counters instead of the echo
   std::string_view error;              // static text, added to the JSON as "error"
 };
 
@@ -377,6 +382,8 @@ class Session : public std::enable_shared_from_this<Session> {
       reply_.delay_ms = n;
     } else if (rest == "close") {
       reply_.keep_alive = false;
+    } else if (rest == "stats") {
+      reply_.stats = true;
     } else if (rest != "headers") {
       reject(404, "unknown /_echo/ endpoint");
     }
@@ -425,7 +432,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void build_json_reply(const Request& req) {
     const bool has_body = reply_.status != 204 && reply_.status != 304;
     body_.clear();
-    if (has_body) append_echo_json(req);
+    if (has_body && reply_.stats && reply_.error.empty()) {
+      const auto [accepted, requests] = worker_.stats();
+      body_ = "{\"accepted_connections\":";
+      append_uint(body_, accepted);
+      body_ += ",\"requests\":";
+      append_uint(body_, requests);
+      body_ += "}";
+    } else if (has_body) {
+      append_echo_json(req);
+    }
     begin_head(reply_.status, req.version());
     if (has_body) {
       head_ += "Content-Type: application/json\r\nContent-Length: ";
@@ -657,8 +673,10 @@ struct EchoServer::Impl {
     if (seed == 0) seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
     counters = std::make_unique<RequestCounter[]>(options.threads);
     for (unsigned i = 0; i < options.threads; ++i) {
-      workers.push_back(
-          std::make_unique<Worker>(options, seed + i * 0x9e3779b97f4a7c15ULL, counters[i]));
+      workers.push_back(std::make_unique<Worker>(
+          options, seed + i * 0x9e3779b97f4a7c15ULL, counters[i], [this] {
+            return std::pair{accepted.load(std::memory_order_relaxed), requests()};
+          }));
     }
     asio::io_context& ioc = workers.front()->ioc;
     const tcp::endpoint wanted = resolve(options.host, options.port, ioc);
@@ -736,7 +754,7 @@ struct EchoServer::Impl {
     std::vector<std::thread> joinable;
     {
       std::lock_guard lock(mutex);
-      if (state == State::kStopped && workers.empty()) return;
+      if (state == State::kStopped) return;
       state = State::kStopped;
       for (auto& w : workers) w->ioc.stop();
       joinable.swap(threads);

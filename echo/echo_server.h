@@ -22,6 +22,8 @@
 //   /_echo/delay/MS             the JSON echo after MS milliseconds (0..3600000), instead of
 //                               delay_ms.
 //   /_echo/close                the JSON echo with `Connection: close`, then the server closes.
+//   /_echo/stats                `{"accepted_connections": N, "requests": M}` of the whole server
+//                               (this request included), for tests that count what got through.
 //   /_echo/headers?h=Name:Value&h=Name:Value...
 //                               the JSON echo plus these response headers, in order, verbatim
 //                               (hop-by-hop ones included: Connection, Keep-Alive,

@@ -426,8 +426,8 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
     };
     std::vector<std::uint32_t> by_labels(traffic.size());
     std::iota(by_labels.begin(), by_labels.end(), 0u);
-    std::stable_sort(by_labels.begin(), by_labels.end(),
-                     [&](std::uint32_t a, std::uint32_t b) { return key(a) < key(b); });
+    std::sort(by_labels.begin(), by_labels.end(),
+              [&](std::uint32_t a, std::uint32_t b) { return key(a) < key(b); });
     for (std::size_t k = 0; k < by_labels.size();) {
       const ConfiguredSplit& t = traffic[by_labels[k]];
       std::int64_t percent = 0;

@@ -42,7 +42,9 @@ std::uint64_t Rng::next() {
 
 Worker::Worker(unsigned id, std::shared_ptr<const Snapshot> snapshot)
     : id_(id),
-      io_(1),  // one thread runs this context: Asio may skip its internal locking
+      // Only this worker's thread does I/O on its context (other threads only post), so the
+      // reactor's per-socket locking is dead weight.
+      io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       sweep_timer_(io_),
       view_(std::make_shared<WorkerView>(snapshot)),
       pool_(snapshot->config->upstream.max_idle_per_endpoint),

@@ -313,7 +313,7 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
     for (const Target& t : s->targets) {
       if (t.tag.empty()) continue;
       exact.try_emplace(lower_copy(t.tag) + "-" + s->host,
-                              HostMatch{MatchKind::tag_host, s.get(), &t});
+                        HostMatch{MatchKind::tag_host, s.get(), &t});
     }
   }
   for (const auto& s : table->services_) {

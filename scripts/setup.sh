@@ -4,6 +4,8 @@
 #   scripts/setup.sh          build + run dependencies
 #   scripts/setup.sh --test   also the tools the tests use (prometheus for promtool, curl, ...)
 #   scripts/setup.sh --bench  also the peers and load tools the benchmarks use (nginx, haproxy, wrk)
+#   scripts/setup.sh --runtime only the shared libraries build/revgate needs (the Dockerfile's
+#                             final stage)
 set -euo pipefail
 
 build_pkgs=(
@@ -14,13 +16,15 @@ build_pkgs=(
 )
 test_pkgs=(prometheus curl openssl python3 procps ca-certificates)
 bench_pkgs=(nginx haproxy wrk python3 procps openssl)
+runtime_pkgs=(libboost-json1.81.0 libyaml-cpp0.7 libfmt9 libssl3 ca-certificates)
 
 want=("${build_pkgs[@]}")
 for arg in "$@"; do
   case "$arg" in
+    --runtime) want=("${runtime_pkgs[@]}") ;;
     --test) want+=("${test_pkgs[@]}") ;;
     --bench) want+=("${bench_pkgs[@]}") ;;
-    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--test] [--bench] | --runtime" >&2; exit 2 ;;
   esac
 done
 
@@ -40,4 +44,5 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # --no-install-recommends keeps prometheus from pulling in its node exporter and friends.
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# nginx's package may start a system nginx where an init system runs; benchmarks start their own.
 echo "setup: done"

@@ -159,6 +159,19 @@ TEST(EchoServer, KeepAliveServesManyRequestsOnOneConnection) {
   EXPECT_EQ(server->requests(), 5u);
 }
 
+TEST(EchoServer, StatsEndpointCountsConnectionsAndRequests) {
+  auto server = start_server();
+  {
+    Client first(server->port());
+    first.get("/a");
+    first.get("/b");
+  }
+  Client client(server->port());
+  auto stats = body_json(client.get("/_echo/stats"));
+  EXPECT_EQ(json_int(stats, "accepted_connections"), 2);
+  EXPECT_EQ(json_int(stats, "requests"), 3);  // the stats request itself included
+}
+
 TEST(EchoServer, PipelinedRequestsAreAnsweredInOrder) {
   auto server = start_server();
   Client client(server->port());

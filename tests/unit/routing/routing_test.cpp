@@ -288,12 +288,12 @@ TEST(HostPrecedence, CatchAllTakesAnyOtherHost) {
 }
 
 TEST(HostPrecedence, UnknownHostWithoutCatchAllIsNone) {
-  auto table = RouteTable::compile(cfg({weighted("hello", {100})},
-                                       {mapping("www.example.org", "hello"),
-                                        mapping("*.apps.example.org", "hello")}));
+  auto table = RouteTable::compile(
+      cfg({weighted("hello", {100})},
+          {mapping("www.example.org", "hello"), mapping("*.apps.example.org", "hello")}));
   Router router(table);
   for (std::string_view host : {"nope.example.com", "example.org", "apps.example.org",
-                                 "hello.other.example.com", "127.0.0.1", "[::1]:80", ""}) {
+                                "hello.other.example.com", "127.0.0.1", "[::1]:80", ""}) {
     const Decision d = router.route(RequestView{host, "/", {}}, 0);
     EXPECT_EQ(d.match, MatchKind::none) << host;
     EXPECT_FALSE(d) << host;
@@ -303,9 +303,8 @@ TEST(HostPrecedence, UnknownHostWithoutCatchAllIsNone) {
 
 TEST(HostPrecedence, CaseUpperPortAndTrailingDot) {
   auto table = RouteTable::compile(precedence_config());
-  for (std::string_view host :
-       {"HELLO.Default.Example.COM", "hello.default.example.com:8080",
-        "hello.default.example.com.", "Hello.Default.Example.Com.:443"}) {
+  for (std::string_view host : {"HELLO.Default.Example.COM", "hello.default.example.com:8080",
+                                "hello.default.example.com.", "Hello.Default.Example.Com.:443"}) {
     const auto m = table->find_host(host);
     EXPECT_EQ(m.match, MatchKind::service_host) << host;
     EXPECT_EQ(m.service->name, "hello") << host;
@@ -317,13 +316,14 @@ TEST(HostPrecedence, CaseUpperPortAndTrailingDot) {
 }
 
 TEST(HostPrecedence, Ipv6LiteralHost) {
-  auto no_catch_all = RouteTable::compile(
-      cfg({weighted("hello", {100})}, {mapping("*.3.4", "hello")}));
+  auto no_catch_all =
+      RouteTable::compile(cfg({weighted("hello", {100})}, {mapping("*.3.4", "hello")}));
   EXPECT_EQ(no_catch_all->find_host("[::1]:8080").match, MatchKind::none);
   EXPECT_EQ(no_catch_all->find_host("[::ffff:1.2.3.4]").match, MatchKind::none);
   EXPECT_EQ(no_catch_all->find_host("1.2.3.4:80").match, MatchKind::wildcard_mapping);
 
-  auto with_catch_all = RouteTable::compile(cfg({weighted("hello", {100})}, {mapping("*", "hello")}));
+  auto with_catch_all =
+      RouteTable::compile(cfg({weighted("hello", {100})}, {mapping("*", "hello")}));
   Router router(with_catch_all);
   const Decision d = router.route(RequestView{"[2001:DB8::1]:8080", "/", {}}, 0);
   EXPECT_EQ(d.match, MatchKind::catch_all);
@@ -333,8 +333,7 @@ TEST(HostPrecedence, Ipv6LiteralHost) {
 TEST(HostPrecedence, MappingsInOtherNamespacesAndDomain) {
   auto table = RouteTable::compile(cfg(
       {svc("api", {rev("api-a")}, {to("api-a", 100)}, config::SplitPolicy::smooth, "team-a"),
-       svc("api", {rev("api-b")}, {to("api-b", 100, "v2")}, config::SplitPolicy::smooth,
-           "team-b")},
+       svc("api", {rev("api-b")}, {to("api-b", 100, "v2")}, config::SplitPolicy::smooth, "team-b")},
       {mapping("api.example.org", "api", "team-b"), mapping("gone.example.org", "missing")},
       "Apps.Local."));
   EXPECT_EQ(table->find_host("api.team-a.apps.local").service->namespace_name, "team-a");
@@ -370,8 +369,8 @@ TEST(Tags, TagHostGoesToItsRevision) {
 
 TEST(Tags, HeaderSelectsTagOnAnyNonTagHost) {
   Router router(RouteTable::compile(tagged_config()));
-  for (std::string_view host : {"hello.default.example.com", "www.example.org", "a.example.net",
-                                 "127.0.0.1:8080"}) {
+  for (std::string_view host :
+       {"hello.default.example.com", "www.example.org", "a.example.net", "127.0.0.1:8080"}) {
     const Decision d = router.route(RequestView{host, "/", "canary"}, 0);
     EXPECT_EQ(d.revision->name, "hello-2") << host;
     EXPECT_EQ(d.target->tag, "canary") << host;
@@ -398,9 +397,9 @@ TEST(Tags, HeaderOnTagHostIsIgnored) {
 }
 
 TEST(Tags, LatestRevisionIsLastListed) {
-  auto table = RouteTable::compile(cfg({svc("hello", {rev("h-1"), rev("h-2"), rev("h-3")},
-                                            {latest(100)}),
-                                        svc("other", {rev("o-1")}, {latest(100)})}));
+  auto table =
+      RouteTable::compile(cfg({svc("hello", {rev("h-1"), rev("h-2"), rev("h-3")}, {latest(100)}),
+                               svc("other", {rev("o-1")}, {latest(100)})}));
   Router router(table);
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(revision_of(router, "hello.default.example.com"), "h-3");
@@ -460,14 +459,17 @@ TEST(SmoothSplit, CycleIsReducedByGcd) {
 TEST(SmoothSplit, MatchesNginxSequenceFor5_1_1) {
   // nginx's documented example: weights 5, 1, 1 give a a b a c a a. Percents 50/10/10 reduce
   // to 5/1/1 (compile does not require the sum of 100 that validation enforces).
-  config::Service s = svc("s", {rev("a"), rev("b"), rev("c")},
-                          {to("a", 50), to("b", 10), to("c", 10)});
+  config::Service s =
+      svc("s", {rev("a"), rev("b"), rev("c")}, {to("a", 50), to("b", 10), to("c", 10)});
   auto table = RouteTable::compile(cfg({s}));
   EXPECT_EQ(table->services()[0]->schedule, (std::vector<std::uint16_t>{0, 0, 1, 0, 2, 0, 0}));
   Router router(table);
   std::string sequence;
   for (int i = 0; i < 21; ++i) sequence += revision_of(router, "s.default.example.com");
-  EXPECT_EQ(sequence, "aabacaa" "aabacaa" "aabacaa");
+  EXPECT_EQ(sequence,
+            "aabacaa"
+            "aabacaa"
+            "aabacaa");
 }
 
 TEST(SmoothSplit, InterleavesMinority) {
@@ -494,8 +496,8 @@ TEST(SmoothSplit, InterleavesMinority) {
 }
 
 TEST(SmoothSplit, ZeroPercentNeverPicked) {
-  Router router(RouteTable::compile(cfg({svc("s", {rev("zero"), rev("all")},
-                                             {to("zero", 0, "old"), to("all", 100)})})));
+  Router router(RouteTable::compile(
+      cfg({svc("s", {rev("zero"), rev("all")}, {to("zero", 0, "old"), to("all", 100)})})));
   for (int i = 0; i < 500; ++i) EXPECT_EQ(revision_of(router, "s.default.example.com"), "all");
   // ...but a 0% tagged target stays reachable by its tag host and by the header.
   EXPECT_EQ(revision_of(router, "old-s.default.example.com"), "zero");
@@ -540,10 +542,10 @@ TEST(RandomSplit, EntropySweepGivesExactShares) {
   for (const std::vector<int>& percents :
        std::vector<std::vector<int>>{{90, 10}, {33, 33, 34}, {1, 99}, {0, 100}, {100, 0}}) {
     SCOPED_TRACE(::testing::PrintToString(percents));
-    Router router(
-        RouteTable::compile(cfg({weighted("s", percents, config::SplitPolicy::random)})));
+    Router router(RouteTable::compile(cfg({weighted("s", percents, config::SplitPolicy::random)})));
     std::map<std::string, int> counts;
-    for (std::uint64_t e = 0; e < 100; ++e) ++counts[revision_of(router, "s.default.example.com", e)];
+    for (std::uint64_t e = 0; e < 100; ++e)
+      ++counts[revision_of(router, "s.default.example.com", e)];
     for (std::size_t r = 0; r < percents.size(); ++r) {
       EXPECT_EQ(counts[rname(r)], percents[r]) << "r" << r;
     }
@@ -575,37 +577,37 @@ TEST(RandomSplit, ZeroPercentTaggedTargetReachableOnlyByTag) {
 // Endpoints, per-request state, reload
 
 TEST(Endpoints, RoundRobinPerRevision) {
-  auto table = RouteTable::compile(cfg(
-      {svc("s",
-           {rev("a", {"127.0.0.1:9001", "127.0.0.1:9002", "[::1]:9003"}),
-            rev("b", {"10.0.0.1:80", "10.0.0.2:80"})},
-           {to("a", 50, "ta"), to("b", 50, "tb")})}));
+  auto table =
+      RouteTable::compile(cfg({svc("s",
+                                   {rev("a", {"127.0.0.1:9001", "127.0.0.1:9002", "[::1]:9003"}),
+                                    rev("b", {"10.0.0.1:80", "10.0.0.2:80"})},
+                                   {to("a", 50, "ta"), to("b", 50, "tb")})}));
   Router router(table);
   std::vector<std::string> a;
   std::vector<std::string> b;
   for (int i = 0; i < 6; ++i) {
-    a.push_back(router.route(RequestView{"ta-s.default.example.com", "/", {}}, 0)
-                    .endpoint->authority);
-    b.push_back(router.route(RequestView{"tb-s.default.example.com", "/", {}}, 0)
-                    .endpoint->authority);
+    a.push_back(
+        router.route(RequestView{"ta-s.default.example.com", "/", {}}, 0).endpoint->authority);
+    b.push_back(
+        router.route(RequestView{"tb-s.default.example.com", "/", {}}, 0).endpoint->authority);
   }
   EXPECT_EQ(a, (std::vector<std::string>{"127.0.0.1:9001", "127.0.0.1:9002", "[::1]:9003",
                                          "127.0.0.1:9001", "127.0.0.1:9002", "[::1]:9003"}));
-  EXPECT_EQ(b, (std::vector<std::string>{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80",
-                                         "10.0.0.2:80", "10.0.0.1:80", "10.0.0.2:80"}));
+  EXPECT_EQ(b, (std::vector<std::string>{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80", "10.0.0.2:80",
+                                         "10.0.0.1:80", "10.0.0.2:80"}));
   const Endpoint& v6 = table->revisions()[0]->endpoints[2];
   EXPECT_EQ(v6.address, "::1");
   EXPECT_EQ(v6.port, 9003);
 }
 
 TEST(Endpoints, RoundRobinThroughTheSplit) {
-  Router router(RouteTable::compile(cfg({svc(
-      "s", {rev("a", {"127.0.0.1:1", "127.0.0.1:2"}), rev("b", {"127.0.0.1:3"})},
-      {to("a", 50), to("b", 50)})})));
+  Router router(RouteTable::compile(
+      cfg({svc("s", {rev("a", {"127.0.0.1:1", "127.0.0.1:2"}), rev("b", {"127.0.0.1:3"})},
+               {to("a", 50), to("b", 50)})})));
   std::vector<std::string> seen;
   for (int i = 0; i < 6; ++i) {
-    seen.push_back(router.route(RequestView{"s.default.example.com", "/", {}}, 0)
-                       .endpoint->authority);
+    seen.push_back(
+        router.route(RequestView{"s.default.example.com", "/", {}}, 0).endpoint->authority);
   }
   EXPECT_EQ(seen, (std::vector<std::string>{"127.0.0.1:1", "127.0.0.1:3", "127.0.0.1:2",
                                             "127.0.0.1:3", "127.0.0.1:1", "127.0.0.1:3"}));
@@ -630,15 +632,15 @@ TEST(Router, CursorsArePerServiceAndPerRouter) {
 }
 
 TEST(Router, ResetAppliesNewSplitToNextRequest) {
-  auto old_table = RouteTable::compile(
-      cfg({svc("s", {rev("a"), rev("b")}, {to("a", 100), to("b", 0)})}), 1);
+  auto old_table =
+      RouteTable::compile(cfg({svc("s", {rev("a"), rev("b")}, {to("a", 100), to("b", 0)})}), 1);
   Router router(old_table);
   const Decision before = router.route(RequestView{"s.default.example.com", "/", {}}, 0);
   EXPECT_EQ(before.revision->name, "a");
   EXPECT_EQ(router.table()->generation(), 1u);
 
-  auto new_table = RouteTable::compile(
-      cfg({svc("s", {rev("a"), rev("b")}, {to("a", 0), to("b", 100)})}), 2);
+  auto new_table =
+      RouteTable::compile(cfg({svc("s", {rev("a"), rev("b")}, {to("a", 0), to("b", 100)})}), 2);
   router.reset(new_table);
   EXPECT_EQ(router.table()->generation(), 2u);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(revision_of(router, "s.default.example.com"), "b");
@@ -693,6 +695,36 @@ TEST(HostRoutes, ListsEveryHostOnceWithTheWinner) {
                        "wildcard-mapping *.example.com -> shallow",
                        "catch-all * -> fallback",
                    }));
+}
+
+TEST(HostRoutes, EveryListedHostResolvesToItsRouteAtScale) {
+  // Thousands of hosts: exercises the host index's probing and collisions.
+  std::vector<config::Service> services;
+  std::vector<config::DomainMapping> mappings;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string n = "s" + std::to_string(i);
+    services.push_back(svc(n, {rev(n + "-a"), rev(n + "-b")},
+                           {to(n + "-a", 90), to(n + "-b", 10, "canary")},
+                           config::SplitPolicy::smooth, "ns" + std::to_string(i % 7)));
+    const std::string ns = "ns" + std::to_string(i % 7);
+    mappings.push_back(mapping("www." + n + ".example.org", n, ns));
+    mappings.push_back(mapping("*." + n + ".example.net", n, ns));
+  }
+  auto table = RouteTable::compile(cfg(std::move(services), std::move(mappings)));
+  const auto routes = table->host_routes();
+  ASSERT_EQ(routes.size(), 3000u * 4);
+  for (const HostRoute& r : routes) {
+    const std::string probe =
+        r.match == MatchKind::wildcard_mapping ? "x.y" + r.host.substr(1) : r.host;
+    const auto m = table->find_host(probe);
+    EXPECT_EQ(m.match, r.match) << probe;
+    EXPECT_EQ(m.service, r.service) << probe;
+    EXPECT_EQ(m.target, r.target) << probe;
+  }
+  EXPECT_EQ(table->find_host("s1.example.net").match, MatchKind::none);
+  EXPECT_EQ(table->find_host("www.s1.example.org.uk").match, MatchKind::none);
+  EXPECT_EQ(table->find_host("canary-s1.ns1.example.com").service->name, "s1");
+  EXPECT_EQ(table->find_host("canary-s1.ns2.example.com").match, MatchKind::none);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,22 @@
+# revgate in a container: built with the same setup script as everywhere else.
+#   docker build -t revgate .
+#   docker run --rm -p 8080:8080 -v $PWD/my.yaml:/etc/revgate/revgate.yaml revgate
+FROM debian:bookworm AS build
+WORKDIR /src
+COPY scripts/setup.sh scripts/setup.sh
+RUN scripts/setup.sh && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN rm -rf build && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DREVGATE_BUILD_TESTS=OFF -DREVGATE_BUILD_BENCH=OFF \
+ && cmake --build build --target revgate
+
+FROM debian:bookworm-slim
+COPY scripts/setup.sh /tmp/setup.sh
+RUN /tmp/setup.sh --runtime && rm -rf /var/lib/apt/lists/* /tmp/setup.sh \
+ && useradd --system --no-create-home --uid 10001 revgate
+COPY --from=build /src/build/revgate /usr/local/bin/revgate
+COPY examples/canary.yaml /etc/revgate/revgate.yaml
+USER revgate
+EXPOSE 8080 9901
+ENTRYPOINT ["revgate"]
+CMD ["run", "-c", "/etc/revgate/revgate.yaml"]

@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "config/values.h"
@@ -45,9 +46,8 @@ constexpr std::array kListenerKeys = {"name"sv, "address"sv};
 constexpr std::array kAdminKeys = {"address"sv};
 constexpr std::array kLimitsKeys = {"requestLineBytes"sv, "requestHeadersBytes"sv,
                                     "requestHeaderCount"sv, "requestBodyBytes"sv};
-constexpr std::array kTimeoutsKeys = {"requestHeaders"sv,   "idle"sv,
-                                      "upstreamConnect"sv,  "upstreamResponse"sv,
-                                      "upstreamIdle"sv,     "shutdownGrace"sv};
+constexpr std::array kTimeoutsKeys = {"requestHeaders"sv,   "idle"sv,         "upstreamConnect"sv,
+                                      "upstreamResponse"sv, "upstreamIdle"sv, "shutdownGrace"sv};
 constexpr std::array kUpstreamKeys = {"maxIdlePerEndpoint"sv};
 constexpr std::array kServiceKeys = {"name"sv, "namespace"sv, "splitPolicy"sv, "revisions"sv,
                                      "traffic"sv};
@@ -165,8 +165,8 @@ std::expected<std::string, std::string> resolve_with_getaddrinfo(const std::stri
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(raw, &::freeaddrinfo);
   if (list == nullptr) return std::unexpected("no address found");
   char text[NI_MAXHOST] = {};
-  rc = ::getnameinfo(list->ai_addr, list->ai_addrlen, text, sizeof text, nullptr, 0,
-                     NI_NUMERICHOST);
+  rc =
+      ::getnameinfo(list->ai_addr, list->ai_addrlen, text, sizeof text, nullptr, 0, NI_NUMERICHOST);
   if (rc != 0) return std::unexpected(std::string(::gai_strerror(rc)));
   return std::string(text);
 }
@@ -221,9 +221,11 @@ class Loader {
 
  private:
   void load_document(std::string_view yaml) {
-    std::vector<YAML::Node> documents;
+    const std::string text(yaml);
+    YAML::Node root;
     try {
-      documents = YAML::LoadAll(std::string(yaml));
+      if (!check_document_count(text)) return;
+      root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
       SourcePos pos;
       if (!e.mark.is_null()) pos = {e.mark.line + 1, e.mark.column + 1};
@@ -231,17 +233,56 @@ class Loader {
       return;
     }
     config_.source = file_;
-    if (documents.size() > 1) {
-      add(pos_of(documents[1]), "yaml-syntax",
-          "a config file holds one YAML document; this is a second one (after '---')");
-    }
-    if (documents.empty() || documents[0].IsNull()) {
+    if (root.IsNull()) {
       Fields empty;
       empty.pos = {1, 1};
       read_config(empty);  // an empty file: every default, no listener
       return;
     }
-    if (auto top = read_map(documents[0], kTop)) read_config(*top);
+    if (auto top = read_map(root, kTop)) read_config(*top);
+  }
+
+  // Walks the whole stream once (so a syntax error anywhere is found) and reports a second
+  // document. Not YAML::LoadAll: in yaml-cpp 0.7 it never returns on a stray ',' and allocates
+  // until the process dies (jbeder/yaml-cpp#1040); this loop is bounded and notices a parser
+  // that no longer moves. False when the stream cannot be read past some point.
+  bool check_document_count(const std::string& text) {
+    struct DocumentStarts : YAML::EventHandler {
+      std::vector<YAML::Mark> starts;
+      void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+      void OnDocumentEnd() override {}
+      void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+      void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+      void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    const std::string&) override {}
+      void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                           YAML::EmitterStyle::value) override {}
+      void OnSequenceEnd() override {}
+      void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                      YAML::EmitterStyle::value) override {}
+      void OnMapEnd() override {}
+    };
+    constexpr std::size_t kMaxDocuments = 16;  // only "more than one" matters
+    std::istringstream stream(text);
+    YAML::Parser parser(stream);
+    DocumentStarts documents;
+    std::vector<YAML::Mark>& starts = documents.starts;
+    while (starts.size() < kMaxDocuments && parser.HandleNextDocument(documents)) {
+      std::size_t n = starts.size();
+      if (n >= 2 && starts[n - 1].pos == starts[n - 2].pos) {
+        const YAML::Mark& stuck = starts[n - 1];
+        char c = stuck.pos >= 0 && std::size_t(stuck.pos) < text.size() ? text[stuck.pos] : ' ';
+        add({stuck.line + 1, stuck.column + 1}, "yaml-syntax",
+            std::ispunct(static_cast<unsigned char>(c)) ? fmt::format("unexpected '{}'", c)
+                                                        : std::string("unexpected token"));
+        return false;
+      }
+    }
+    if (starts.size() > 1) {
+      add({starts[1].line + 1, starts[1].column + 1}, "yaml-syntax",
+          "a config file holds one YAML document; this is a second one");
+    }
+    return true;
   }
 
   void read_config(const Fields& top) {
@@ -288,8 +329,9 @@ class Loader {
 
   void read_listeners(const Fields& top) {
     const Field* field = top.find_key("listeners");
-    constexpr auto kHint = "at least one listener is required, e.g. listeners: [{name: http, "
-                           "address: 0.0.0.0:8080}]";
+    constexpr auto kHint =
+        "at least one listener is required, e.g. listeners: [{name: http, "
+        "address: 0.0.0.0:8080}]";
     if (field == nullptr) {
       add(top.pos, "listeners-required", kHint);
       return;
@@ -331,8 +373,7 @@ class Loader {
     if (!text) return std::nullopt;
     auto address = detail::split_host_port(*text);
     if (!address) {
-      add(field.value_pos, "address",
-          fmt::format("{} {} {}", what, quote(*text), address.error()));
+      add(field.value_pos, "address", fmt::format("{} {} {}", what, quote(*text), address.error()));
       return std::nullopt;
     }
     auto numeric = address->bracketed ? detail::numeric_ipv6(address->host)
@@ -453,7 +494,8 @@ class Loader {
       if (auto value = read_string(*field)) {
         revision.name = *value;
         check_name(*value, field->value_pos, "revision name");
-        auto [it, fresh] = revisions_seen_.emplace(*value, std::pair(field->value_pos, service_name));
+        auto [it, fresh] =
+            revisions_seen_.emplace(*value, std::pair(field->value_pos, service_name));
         if (!fresh) {
           add(field->value_pos, "revision-unique",
               fmt::format("revision name {} is already used at line {} (service {}); revision "
@@ -479,7 +521,8 @@ class Loader {
   std::optional<Endpoint> read_endpoint(const YAML::Node& node) {
     SourcePos pos = pos_of(node);
     if (!node.IsScalar()) {
-      add(pos, "type", fmt::format("an endpoint must be a string host:port, got {}", describe(node)));
+      add(pos, "type",
+          fmt::format("an endpoint must be a string host:port, got {}", describe(node)));
       return std::nullopt;
     }
     const std::string& text = node.Scalar();
@@ -489,8 +532,8 @@ class Loader {
       return std::nullopt;
     }
     if (host_port->port == 0) {
-      add(pos, "endpoint", fmt::format("endpoint {} has port 0; an endpoint port is 1 to 65535",
-                                       quote(text)));
+      add(pos, "endpoint",
+          fmt::format("endpoint {} has port 0; an endpoint port is 1 to 65535", quote(text)));
       return std::nullopt;
     }
     Endpoint endpoint;
@@ -599,8 +642,7 @@ class Loader {
       add(latest_field->key_pos, "target-kind",
           "a traffic target has revisionName or latestRevision: true, not both");
     } else if (kind_known && target.revision_name.empty() && !target.latest_revision) {
-      add(fields.pos, "target-kind",
-          "a traffic target needs revisionName or latestRevision: true");
+      add(fields.pos, "target-kind", "a traffic target needs revisionName or latestRevision: true");
     }
     if (!target.revision_name.empty() && !revision_names.contains(target.revision_name)) {
       std::vector<std::string> names;
@@ -715,7 +757,8 @@ class Loader {
     Fields fields;
     fields.pos = pos_of(node);
     if (!node.IsMap()) {
-      add(fields.pos, "type", fmt::format("{} must be a map, got {}", section.noun, describe(node)));
+      add(fields.pos, "type",
+          fmt::format("{} must be a map, got {}", section.noun, describe(node)));
       return std::nullopt;
     }
     for (auto it = node.begin(); it != node.end(); ++it) {
@@ -733,9 +776,8 @@ class Loader {
       field.name = field.key.Scalar();
       if (std::find(section.keys.begin(), section.keys.end(), field.name) == section.keys.end()) {
         add(field.key_pos, "unknown-key",
-            fmt::format("unknown key {} in {}{}; allowed keys: {}", quote(field.name),
-                        section.noun, did_you_mean(field.name, section.keys),
-                        fmt::join(section.keys, ", ")));
+            fmt::format("unknown key {} in {}{}; allowed keys: {}", quote(field.name), section.noun,
+                        did_you_mean(field.name, section.keys), fmt::join(section.keys, ", ")));
         continue;
       }
       if (const Field* first = fields.find_key(field.name)) {
@@ -848,7 +890,7 @@ class Loader {
   Config config_;
   std::vector<ConfigError> errors_;
   std::map<std::string, std::expected<std::string, std::string>> resolved_;
-  std::map<std::pair<std::string, std::string>, SourcePos> services_seen_;  // (namespace, name)
+  std::map<std::pair<std::string, std::string>, SourcePos> services_seen_;   // (namespace, name)
   std::map<std::string, std::pair<SourcePos, std::string>> revisions_seen_;  // -> (pos, service)
   std::map<std::string, SourcePos> domains_seen_;
 };

@@ -23,7 +23,7 @@ struct SourcePos {
 
 // "host:port" as written, and the numeric address it resolved to when the config was loaded.
 struct Endpoint {
-  std::string host;     // as written: "127.0.0.1", "::1" (without brackets) or a DNS name
+  std::string host;  // as written: "127.0.0.1", "::1" (without brackets) or a DNS name
   std::uint16_t port = 0;
   std::string address;  // numeric IPv4/IPv6 address (a name is resolved at load)
   SourcePos pos;
@@ -51,7 +51,7 @@ struct Service {
   std::string namespace_name = "default";
   SplitPolicy split_policy = SplitPolicy::smooth;
   std::vector<Revision> revisions;  // oldest first; the last is the latest
-  // Never empty after loading: an omitted/empty list becomes [{latestRevision: true, percent: 100}].
+  // Never empty after loading: omitted or [] becomes [{latestRevision: true, percent: 100}].
   std::vector<TrafficTarget> traffic;
   SourcePos pos;
 };
@@ -65,7 +65,7 @@ struct DomainMapping {
 
 struct Listener {
   std::string name;
-  std::string host;  // numeric address to bind ("0.0.0.0", "127.0.0.1", "::")
+  std::string host;        // numeric address to bind ("0.0.0.0", "127.0.0.1", "::")
   std::uint16_t port = 0;  // 0 = any free port
   SourcePos pos;
 };
@@ -77,19 +77,19 @@ struct Admin {
 
 // Request limits (SPEC section 5); exceeding one gets the status named beside it.
 struct Limits {
-  std::size_t request_line_bytes = 16 * 1024;      // 414
-  std::size_t request_headers_bytes = 60 * 1024;   // 431 (request line + all header lines)
-  std::size_t request_header_count = 100;          // 431
-  std::uint64_t request_body_bytes = 0;            // 413; 0 = unlimited
+  std::size_t request_line_bytes = 16 * 1024;     // 414
+  std::size_t request_headers_bytes = 60 * 1024;  // 431 (request line + all header lines)
+  std::size_t request_header_count = 100;         // 431
+  std::uint64_t request_body_bytes = 0;           // 413; 0 = unlimited
 };
 
 struct Timeouts {
-  std::chrono::milliseconds request_headers{30'000};   // 408 when the head has not arrived
-  std::chrono::milliseconds idle{300'000};             // downstream keep-alive idle close
-  std::chrono::milliseconds upstream_connect{5'000};   // 502 UF
-  std::chrono::milliseconds upstream_response{60'000}; // 504 UT: no response head in time
-  std::chrono::milliseconds upstream_idle{60'000};     // pooled idle upstream connection close
-  std::chrono::milliseconds shutdown_grace{10'000};    // SIGTERM: requests in flight may finish
+  std::chrono::milliseconds request_headers{30'000};    // 408 when the head has not arrived
+  std::chrono::milliseconds idle{300'000};              // downstream keep-alive idle close
+  std::chrono::milliseconds upstream_connect{5'000};    // 502 UF
+  std::chrono::milliseconds upstream_response{60'000};  // 504 UT: no response head in time
+  std::chrono::milliseconds upstream_idle{60'000};      // pooled idle upstream connection close
+  std::chrono::milliseconds shutdown_grace{10'000};     // SIGTERM: requests in flight may finish
 };
 
 struct Upstream {

@@ -32,6 +32,9 @@ std::optional<std::string> label_problem(std::string_view s, LabelRules rules) {
     char c = rules.case_insensitive ? to_lower(raw) : raw;
     if (is_lower_alnum(c) || c == '-' || (rules.allow_underscore && c == '_')) continue;
     if (c >= 'A' && c <= 'Z') return "must be lowercase";
+    if (static_cast<unsigned char>(raw) >= 0x80 || static_cast<unsigned char>(raw) < 0x20) {
+      return "contains a non-ASCII or control character; only a-z, 0-9 and '-' are allowed";
+    }
     return fmt::format("contains '{}'; only a-z, 0-9 and '-' are allowed", raw);
   }
   char first = rules.case_insensitive ? to_lower(s.front()) : s.front();
@@ -127,7 +130,8 @@ std::optional<std::string> numeric_ipv6(const std::string& s) {
 }
 
 bool looks_like_ipv4(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return is_digit(c) || c == '.'; });
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](char c) { return is_digit(c) || c == '.'; });
 }
 
 std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string_view s) {

@@ -25,15 +25,35 @@ constexpr std::size_t kReadSize = 16 * 1024;
 constexpr std::uint32_t kResponseHeaderLimit = 80 * 1024;  // Envoy's default is 60 KiB
 constexpr std::chrono::milliseconds kLingerTime{2000};
 
-// A request whose head fits in the buffer but has no line end within `limit` bytes has a
-// request line longer than the limit.
-bool request_line_exceeds(const beast::flat_buffer& buffer, std::size_t limit) {
+// Length of the request line at the start of `buffer` (without its line end), or npos while
+// its end has not arrived.
+std::size_t request_line_end(const beast::flat_buffer& buffer) {
   auto data = buffer.data();
   std::string_view bytes(static_cast<const char*>(data.data()), data.size());
-  auto end = bytes.find("\r\n");
-  if (end == std::string_view::npos) end = bytes.find('\n');
-  if (end == std::string_view::npos) return bytes.size() > limit;
-  return end > limit;
+  auto end = bytes.find('\n');
+  if (end == std::string_view::npos) return end;
+  return end > 0 && bytes[end - 1] == '\r' ? end - 1 : end;
+}
+
+// Parses body bytes waiting in `buffer` into `chunk` until the chunk is full, the buffer holds
+// no complete piece, or the body ends; Beast's parser takes one framing step per put(), so a
+// chunked body needs the loop. Returns the bytes produced; `ec` is set only on a real error.
+template <class Parser>
+std::size_t parse_body(Parser& parser, beast::flat_buffer& buffer, char* chunk,
+                       std::size_t capacity, boost::system::error_code& ec) {
+  auto& body = parser.get().body();
+  body.data = chunk;
+  body.size = capacity;
+  while (!parser.is_done() && buffer.size() != 0 && body.size != 0) {
+    auto used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == http::error::need_buffer || ec == http::error::need_more) {
+      ec = {};
+      break;
+    }
+    if (ec || used == 0) break;
+  }
+  return capacity - body.size;
 }
 
 bool is_informational(unsigned status) { return status >= 100 && status < 200 && status != 101; }
@@ -57,11 +77,8 @@ Session::~Session() {
 void Session::start() {
   worker_.link(*this);
   // A new connection must send its first head within the request-headers timeout.
-  view_ = worker_.view();
-  arm_deadline(config().timeouts.request_headers);
-  phase_ = Phase::reading_head;
-  request_start_ = Clock::now();
-  read_request_head();
+  begin_head();
+  parse_request_head();
 }
 
 void Session::arm_deadline(std::chrono::milliseconds timeout) { deadline_ = Clock::now() + timeout; }
@@ -69,45 +86,63 @@ void Session::arm_deadline(std::chrono::milliseconds timeout) { deadline_ = Cloc
 // ---------------------------------------------------------------- 1. read request head
 
 void Session::read_request_head() {
-  // The worker's current view: a reload applies from the next request on.
+  if (buffer_.size() == 0) {
+    // Keep-alive: nothing of the next request yet. Its head timer starts with its first byte.
+    if (draining_) return close();
+    phase_ = Phase::waiting;
+    arm_deadline(config().timeouts.idle);
+  } else {
+    begin_head();  // pipelined: the next head is already here
+  }
+  parse_request_head();
+}
+
+void Session::begin_head() {
+  // The worker's current view: a reload applies from the next request on, including the next
+  // request of a connection that was idle across the reload.
   if (view_ != worker_.view()) view_ = worker_.view();
   const auto& limits = config().limits;
+  phase_ = Phase::reading_head;
+  request_start_ = Clock::now();
+  arm_deadline(config().timeouts.request_headers);
+  head_bytes_ = 0;
+  start_line_done_ = false;
   request_.emplace();
-  request_->header_limit(static_cast<std::uint32_t>(limits.request_headers_bytes));
+  // The head limits are enforced here (parse_request_head); Beast's own limit is a backstop.
+  request_->header_limit(static_cast<std::uint32_t>(limits.request_headers_bytes + kReadSize));
   if (limits.request_body_bytes != 0) {
     request_->body_limit(limits.request_body_bytes);
   } else {
     request_->body_limit(boost::none);
   }
-  if (phase_ != Phase::reading_head) {
-    if (buffer_.size() == 0) {
-      if (draining_) return close();
-      phase_ = Phase::waiting;
-      arm_deadline(config().timeouts.idle);
-    } else {
-      phase_ = Phase::reading_head;
-      request_start_ = Clock::now();
-      arm_deadline(config().timeouts.request_headers);
-    }
-  }
-  parse_request_head();
 }
 
 void Session::parse_request_head() {
   const auto& limits = config().limits;
   if (buffer_.size() != 0) {
+    if (!start_line_done_) {
+      // The request line is complete at its first line end (Beast takes it whole or not at all).
+      auto line_end = request_line_end(buffer_);
+      if (line_end == std::string_view::npos ? buffer_.size() > limits.request_line_bytes
+                                             : line_end > limits.request_line_bytes) {
+        return fail(ErrorKind::request_line_too_long);
+      }
+      start_line_done_ = line_end != std::string_view::npos;
+    }
     error_code ec;
     auto used = request_->put(buffer_.data(), ec);
     buffer_.consume(used);
-    if (!ec && request_->is_header_done()) return on_request_head();
-    if (ec == http::error::header_limit) {
-      return fail(request_line_exceeds(buffer_, limits.request_line_bytes)
-                      ? ErrorKind::request_line_too_long
-                      : ErrorKind::headers_too_large);
+    head_bytes_ += used;
+    if (!ec && request_->is_header_done()) {
+      if (head_bytes_ > limits.request_headers_bytes) return fail(ErrorKind::headers_too_large);
+      return on_request_head();
     }
+    if (ec == http::error::header_limit) return fail(ErrorKind::headers_too_large);
+    if (ec == http::error::body_limit) return fail(ErrorKind::body_too_large);
     if (ec && ec != http::error::need_more) return fail(ErrorKind::bad_request);
-    if (request_line_exceeds(buffer_, limits.request_line_bytes)) {
-      return fail(ErrorKind::request_line_too_long);
+    // The head so far (consumed fields plus what waits in the buffer) already exceeds the limit.
+    if (head_bytes_ + buffer_.size() > limits.request_headers_bytes) {
+      return fail(ErrorKind::headers_too_large);
     }
   }
   socket_.async_read_some(buffer_.prepare(kReadSize),
@@ -124,11 +159,7 @@ void Session::parse_request_head() {
                               return self->close();
                             }
                             self->buffer_.commit(n);
-                            if (self->phase_ == Phase::waiting) {
-                              self->phase_ = Phase::reading_head;
-                              self->request_start_ = Clock::now();
-                              self->arm_deadline(self->config().timeouts.request_headers);
-                            }
+                            if (self->phase_ == Phase::waiting) self->begin_head();
                             self->parse_request_head();
                           });
 }
@@ -177,16 +208,10 @@ void Session::on_request_head() {
   // before an upstream is chosen.
   if (!request_->is_done() && buffer_.size() != 0) {
     if (!chunk_) chunk_ = worker_.acquire_chunk();
-    auto& body = request.body();
-    body.data = chunk_.get();
-    body.size = Worker::kChunkSize;
     error_code ec;
-    auto used = request_->put(buffer_.data(), ec);
-    buffer_.consume(used);
-    if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+    chunk_fill_ = parse_body(*request_, buffer_, chunk_.get(), Worker::kChunkSize, ec);
     if (ec == http::error::body_limit) return fail(ErrorKind::body_too_large);
     if (ec) return fail(ErrorKind::bad_request);
-    chunk_fill_ = Worker::kChunkSize - body.size;
     request_body_bytes_ += chunk_fill_;
   }
   route_request();
@@ -291,22 +316,16 @@ void Session::on_request_written(error_code ec) {
 }
 
 void Session::fill_request_chunk() {
-  auto& body = request_->get().body();
   if (!chunk_) chunk_ = worker_.acquire_chunk();
   if (buffer_.size() != 0) {
-    body.data = chunk_.get();
-    body.size = Worker::kChunkSize;
     error_code ec;
-    auto used = request_->put(buffer_.data(), ec);
-    buffer_.consume(used);
-    if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+    chunk_fill_ = parse_body(*request_, buffer_, chunk_.get(), Worker::kChunkSize, ec);
     if (ec) {
       // The head already went upstream: that connection cannot be reused.
       release_upstream(false);
       return fail(ec == http::error::body_limit ? ErrorKind::body_too_large
                                                 : ErrorKind::bad_request);
     }
-    chunk_fill_ = Worker::kChunkSize - body.size;
     request_body_bytes_ += chunk_fill_;
   }
   if (chunk_fill_ != 0 || request_->is_done()) return write_request();
@@ -422,16 +441,11 @@ void Session::on_response_head() {
 // ---------------------------------------------------------------- 6. relay response body
 
 void Session::fill_response_chunk() {
-  auto& body = response_->get().body();
   auto& buffer = upstream_->buffer;
   if (!response_->is_done() && buffer.size() != 0) {
     if (!chunk_) chunk_ = worker_.acquire_chunk();
-    body.data = chunk_.get();
-    body.size = Worker::kChunkSize;
     error_code ec;
-    auto used = response_->put(buffer.data(), ec);
-    buffer.consume(used);
-    if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+    chunk_fill_ = parse_body(*response_, buffer, chunk_.get(), Worker::kChunkSize, ec);
     if (ec) {
       // A broken body after the head went out: all we can do is cut the client off.
       flags_ |= metrics::kUpstreamProtocolError;
@@ -439,7 +453,6 @@ void Session::fill_response_chunk() {
       record_metrics();
       return close();
     }
-    chunk_fill_ = Worker::kChunkSize - body.size;
   }
   if (chunk_fill_ != 0 || response_->is_done()) return write_response();
 
@@ -536,8 +549,9 @@ void Session::fail(ErrorKind kind) {
   const auto reply = reply_for(kind);
   flags_ |= reply.flags;
   // Whatever of the request body was not read makes the connection unusable afterwards.
-  const bool body_left = request_ && request_->is_header_done() && !request_->is_done();
-  reply_local(reply.status, reply.body, reply.close || body_left || !request_->is_header_done());
+  const bool head_done = request_ && request_->is_header_done();
+  const bool body_left = head_done && !request_->is_done();
+  reply_local(reply.status, reply.body, reply.close || body_left || !head_done);
 }
 
 void Session::on_upstream_failure(ErrorKind kind) {

@@ -54,6 +54,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
 
   // 1. Read request head.
   void read_request_head();
+  void begin_head();
   void parse_request_head();
   void on_request_head();
   // 2. Route.
@@ -99,6 +100,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   bool client_keep_alive_ = true;
   bool client_http10_ = false;
   Clock::time_point deadline_ = Clock::time_point::max();
+  std::size_t head_bytes_ = 0;    // bytes of the current head the parser consumed
+  bool start_line_done_ = false;  // the request line's end has arrived (and was within limits)
 
   // Per request.
   std::shared_ptr<WorkerView> view_;

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import tempfile
@@ -522,6 +521,70 @@ def build_request(method="GET", target="/", host="example.com", headers=(), body
     return head
 
 
+class FakeBackend:
+    """A scripted upstream on a loopback port: handler(sock, index) runs per connection on its
+    own thread (index counts connections from 0). For misbehaving-backend tests."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((LOOPBACK, 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.address = f"{LOOPBACK}:{self.port}"
+        self.connections = 0
+        self.requests = []   # request heads seen (bytes), via read_head()
+        self._stop = False
+        self._threads = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            index = self.connections
+            self.connections += 1
+            t = threading.Thread(target=self._serve, args=(sock, index), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, sock, index):
+        try:
+            sock.settimeout(10)
+            self.handler(self, sock, index)
+        except OSError:
+            pass
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def read_head(self, sock):
+        """Reads one request head (no body support); returns it, or b"" at EOF."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b""
+            data += chunk
+        self.requests.append(data)
+        return data
+
+    def close(self):
+        self._stop = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        for t in self._threads:
+            t.join(2)
+
+
 def dead_port():
     """A loopback port that nothing listens on: bound, then closed."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -616,6 +679,11 @@ class IntegrationTest(unittest.TestCase):
         echo = Echo(name, extra_args)
         return self.track(echo)
 
+    def start_fake_backend(self, handler):
+        backend = FakeBackend(handler)
+        self.addCleanup(backend.close)
+        return backend
+
     def start_echos(self, *names):
         return [self.start_echo(n) for n in names]
 
@@ -673,8 +741,19 @@ class IntegrationTest(unittest.TestCase):
         self.assertEqual(status, 200, f"GET {path} Host {host}: {status} {body[:300]!r}")
         return json.loads(body)
 
-    def curl(self, *args, timeout=60):
-        return subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
+    def curl(self, *args, timeout=30):
+        """Runs curl (-sS, --max-time `timeout`); returns CompletedProcess (bytes)."""
+        return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args],
+                              capture_output=True, timeout=timeout + 10)
+
+    def read_or_fail(self, conn, what, **kw):
+        """conn.read_response(**kw), turning a timeout or early close into a test failure."""
+        try:
+            return conn.read_response(**kw)
+        except (OSError, ConnectionClosed) as e:
+            sink = kw.get("sink")
+            got = f"; {sink.offset} body bytes received" if hasattr(sink, "offset") else ""
+            self.fail(f"{what}: no complete response ({e!r}{got})")
 
     def describe(self, *procs):
         return "\n".join(p.describe() for p in procs)

@@ -36,7 +36,7 @@ class BodiesTest(IntegrationTest):
     # ------------------------------------------------------------------ Content-Length
 
     def test_upload_100_mib_with_content_length(self):
-        conn = self.connect(self.proxy.port, timeout=60)
+        conn = self.connect(self.proxy.port, timeout=20)
         conn.send(f"POST /upload HTTP/1.1\r\nHost: {HELLO}\r\n"
                   f"Content-Type: application/octet-stream\r\nContent-Length: {BIG}\r\n\r\n")
         piece = os.urandom(MiB)
@@ -53,7 +53,7 @@ class BodiesTest(IntegrationTest):
         self.assertEqual(again.status, 200, "keep-alive after a large upload")
 
     def test_download_100_mib_with_content_length(self):
-        conn = self.connect(self.proxy.port, timeout=60)
+        conn = self.connect(self.proxy.port, timeout=20)
         checker = PatternChecker()
         conn.send(f"GET /_echo/bytes/{BIG} HTTP/1.1\r\nHost: {HELLO}\r\n\r\n")
         resp = conn.read_response(sink=checker)
@@ -76,7 +76,7 @@ class BodiesTest(IntegrationTest):
     # ------------------------------------------------------------------------- chunked
 
     def test_chunked_upload(self):
-        conn = self.connect(self.proxy.port, timeout=60)
+        conn = self.connect(self.proxy.port, timeout=20)
         conn.send(f"POST /chunked HTTP/1.1\r\nHost: {HELLO}\r\n"
                   "Transfer-Encoding: chunked\r\n\r\n")
         total = 0
@@ -96,6 +96,15 @@ class BodiesTest(IntegrationTest):
         again = conn.request(host=HELLO)
         self.assertEqual(again.status, 200)
 
+    def test_chunked_upload_head_then_all_chunks_at_once(self):
+        conn = self.connect(self.proxy.port, timeout=5)
+        conn.send(f"POST /c HTTP/1.1\r\nHost: {HELLO}\r\nTransfer-Encoding: chunked\r\n\r\n")
+        time.sleep(0.2)  # the head goes upstream first; then the body arrives in one segment
+        conn.send("5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n")
+        resp = self.read_or_fail(conn, "chunked body sent in one segment after the head (5 s)")
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.json()["body_bytes"], 8)
+
     def test_chunked_upload_with_trailer(self):
         conn = self.connect(self.proxy.port)
         conn.send(f"POST /t HTTP/1.1\r\nHost: {HELLO}\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -107,7 +116,7 @@ class BodiesTest(IntegrationTest):
         self.assertEqual(again.status, 200, "the trailer section must be consumed")
 
     def test_chunked_upload_100_mib_memory_bounded(self):
-        conn = self.connect(self.proxy.port, timeout=60)
+        conn = self.connect(self.proxy.port, timeout=20)
         conn.send(f"POST /big HTTP/1.1\r\nHost: {HELLO}\r\nTransfer-Encoding: chunked\r\n\r\n")
         piece = b"%x\r\n" % MiB + os.urandom(MiB) + b"\r\n"
         for _ in range(BIG // MiB):
@@ -120,10 +129,10 @@ class BodiesTest(IntegrationTest):
 
     def test_chunked_download(self):
         n = 5 * MiB + 123
-        conn = self.connect(self.proxy.port, timeout=60)
+        conn = self.connect(self.proxy.port, timeout=10)
         checker = PatternChecker()
         conn.send(f"GET /_echo/bytes/{n}?chunked=1 HTTP/1.1\r\nHost: {HELLO}\r\n\r\n")
-        resp = conn.read_response(sink=checker)
+        resp = self.read_or_fail(conn, f"GET /_echo/bytes/{n}?chunked=1", sink=checker)
         self.assertEqual(resp.status, 200, resp)
         self.assertEqual(resp.header("transfer-encoding"), "chunked")
         self.assertFalse(resp.has_header("content-length"), resp.headers)
@@ -132,8 +141,19 @@ class BodiesTest(IntegrationTest):
         again = conn.request(host=HELLO)
         self.assertEqual(again.status, 200)
 
+    def test_small_chunked_download(self):
+        # the whole body, last chunk included, arrives from the backend in one segment
+        for n in (1, 100, 65537):
+            conn = self.connect(self.proxy.port, timeout=5)
+            checker = PatternChecker()
+            conn.send(f"GET /_echo/bytes/{n}?chunked=1 HTTP/1.1\r\nHost: {HELLO}\r\n\r\n")
+            resp = self.read_or_fail(conn, f"GET /_echo/bytes/{n}?chunked=1 (5 s)", sink=checker)
+            self.assertEqual(resp.status, 200, resp)
+            self.assertEqual(resp.body_length, n)
+            self.assertIsNone(checker.bad_at)
+
     def test_chunked_download_100_mib_memory_bounded(self):
-        conn = self.connect(self.proxy.port, timeout=60)
+        conn = self.connect(self.proxy.port, timeout=20)
         checker = PatternChecker()
         conn.send(f"GET /_echo/bytes/{BIG}?chunked=1 HTTP/1.1\r\nHost: {HELLO}\r\n\r\n")
         resp = conn.read_response(sink=checker)
@@ -146,7 +166,7 @@ class BodiesTest(IntegrationTest):
         n = 3 * MiB + 5
         path = os.path.join(self.tmpdir, "down.bin")
         out = self.curl("-o", path, "-w", "%{http_code}", "-H", f"Host: {HELLO}",
-                        f"http://127.0.0.1:{self.proxy.port}/_echo/bytes/{n}?chunked=1")
+                        f"http://127.0.0.1:{self.proxy.port}/_echo/bytes/{n}?chunked=1", timeout=10)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(out.stdout.decode(), "200")
         with open(path, "rb") as f:
@@ -192,7 +212,8 @@ class BodiesTest(IntegrationTest):
         with open(path, "wb") as f:
             f.write(os.urandom(size))
         out = self.curl("-H", "Transfer-Encoding: chunked", "--data-binary", f"@{path}",
-                        "-H", f"Host: {HELLO}", f"http://127.0.0.1:{self.proxy.port}/up")
+                        "-H", f"Host: {HELLO}", f"http://127.0.0.1:{self.proxy.port}/up",
+                        timeout=10)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(json.loads(out.stdout)["body_bytes"], size)
 

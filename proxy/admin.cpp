@@ -17,7 +17,7 @@ namespace {
 // One admin connection: read a request, answer it, repeat while keep-alive.
 class AdminSession : public std::enable_shared_from_this<AdminSession> {
  public:
-  AdminSession(tcp::socket socket, std::shared_ptr<const AdminHandlers> handlers)
+  AdminSession(Socket socket, std::shared_ptr<const AdminHandlers> handlers)
       : socket_(std::move(socket)), handlers_(std::move(handlers)) {}
 
   void read() {
@@ -71,7 +71,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     socket_.close(ignored);
   }
 
-  tcp::socket socket_;
+  Socket socket_;
   std::shared_ptr<const AdminHandlers> handlers_;
   beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
@@ -80,7 +80,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
 
 }  // namespace
 
-AdminServer::AdminServer(tcp::acceptor acceptor, AdminHandlers handlers)
+AdminServer::AdminServer(Acceptor acceptor, AdminHandlers handlers)
     : acceptor_(std::move(acceptor)),
       handlers_(std::make_shared<const AdminHandlers>(std::move(handlers))) {}
 
@@ -92,7 +92,7 @@ void AdminServer::close() {
 }
 
 void AdminServer::accept() {
-  acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
+  acceptor_.async_accept([this](beast::error_code ec, Socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (!ec) std::make_shared<AdminSession>(std::move(socket), handlers_)->read();
     accept();

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include <boost/asio/ip/tcp.hpp>
+#include "proxy/net.h"
 
 namespace revgate::proxy {
 
@@ -19,13 +19,13 @@ struct AdminHandlers {
 
 class AdminServer {
  public:
-  AdminServer(boost::asio::ip::tcp::acceptor acceptor, AdminHandlers handlers);
+  AdminServer(Acceptor acceptor, AdminHandlers handlers);
   void start();
   void close();
 
  private:
   void accept();
-  boost::asio::ip::tcp::acceptor acceptor_;
+  Acceptor acceptor_;
   std::shared_ptr<const AdminHandlers> handlers_;
 };
 

@@ -23,19 +23,19 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 
 namespace {
 
-std::expected<tcp::acceptor, std::string> bind_acceptor(asio::io_context& io, const std::string& host,
+std::expected<Acceptor, std::string> bind_acceptor(asio::io_context& io, const std::string& host,
                                                         std::uint16_t port, bool share_port) {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(host, ec);
   if (ec) return std::unexpected("bad address " + host);
   tcp::endpoint endpoint(address, port);
-  tcp::acceptor acceptor(io);
+  Acceptor acceptor(io.get_executor());
   auto failed = [&] {
     return std::unexpected(fmt::format("cannot listen on {}:{}: {}", host, port, ec.message()));
   };
   acceptor.open(endpoint.protocol(), ec);
   if (ec) return failed();
-  acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  acceptor.set_option(Acceptor::reuse_address(true), ec);
   if (ec) return failed();
   if (share_port) {
     acceptor.set_option(reuse_port(true), ec);

@@ -21,7 +21,8 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr std::size_t kReadSize = 16 * 1024;
+constexpr std::size_t kReadSize = 16 * 1024;             // heads
+constexpr std::size_t kBodyReadSize = Worker::kChunkSize;  // bodies: one chunk per read
 constexpr std::uint32_t kResponseHeaderLimit = 80 * 1024;  // Envoy's default is 60 KiB
 constexpr std::chrono::milliseconds kLingerTime{2000};
 
@@ -60,7 +61,7 @@ bool is_informational(unsigned status) { return status >= 100 && status < 200 &&
 
 }  // namespace
 
-Session::Session(Worker& worker, tcp::socket socket, const ListenerSpec& listener)
+Session::Session(Worker& worker, Socket socket, const ListenerSpec& listener)
     : worker_(worker), socket_(std::move(socket)), listener_(listener) {
   error_code ec;
   auto remote = socket_.remote_endpoint(ec);
@@ -332,7 +333,7 @@ void Session::fill_request_chunk() {
 
   auto read_more = [self = shared_from_this()] {
     self->socket_.async_read_some(
-        self->buffer_.prepare(kReadSize), [self](error_code ec, std::size_t n) {
+        self->buffer_.prepare(kBodyReadSize), [self](error_code ec, std::size_t n) {
           if (self->phase_ != Phase::sending_request) return;
           if (ec) {
             // The client left mid-upload: the upstream got a partial request, drop it.
@@ -457,7 +458,7 @@ void Session::fill_response_chunk() {
   if (chunk_fill_ != 0 || response_->is_done()) return write_response();
 
   upstream_->socket.async_read_some(
-      buffer.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
+      buffer.prepare(kBodyReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
         if (self->phase_ != Phase::relaying_response) return;
         if (ec == asio::error::eof && self->response_->need_eof()) {
           // A close-delimited body ends with the connection.
@@ -597,7 +598,7 @@ void Session::close_gracefully() {
   // closes or a short time passes, so that a reset cannot destroy the reply in flight.
   phase_ = Phase::lingering;
   error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  socket_.shutdown(Socket::shutdown_send, ignored);
   deadline_ = Clock::now() + kLingerTime;
   buffer_.clear();
   socket_.async_read_some(buffer_.prepare(kReadSize),

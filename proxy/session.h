@@ -24,7 +24,7 @@ namespace revgate::proxy {
 
 class Session : public SessionBase, public std::enable_shared_from_this<Session> {
  public:
-  Session(Worker& worker, boost::asio::ip::tcp::socket socket, const ListenerSpec& listener);
+  Session(Worker& worker, Socket socket, const ListenerSpec& listener);
   ~Session() override;
 
   void start();
@@ -91,7 +91,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   const config::Config& config() const { return *view_->snapshot->config; }
 
   Worker& worker_;
-  boost::asio::ip::tcp::socket socket_;
+  Socket socket_;
   const ListenerSpec& listener_;
   std::string client_ip_;
   boost::beast::flat_buffer buffer_;

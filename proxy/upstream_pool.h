@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include <boost/asio/ip/tcp.hpp>
+#include "proxy/net.h"
 #include <boost/beast/core/flat_buffer.hpp>
 
 namespace revgate::proxy {
@@ -19,8 +19,8 @@ using Clock = std::chrono::steady_clock;
 
 // One connection to an endpoint, with the bytes read from it that no response consumed yet.
 struct UpstreamConnection {
-  explicit UpstreamConnection(boost::asio::any_io_executor executor) : socket(executor) {}
-  boost::asio::ip::tcp::socket socket;
+  explicit UpstreamConnection(const Executor& executor) : socket(executor) {}
+  Socket socket;
   boost::beast::flat_buffer buffer;
   std::string key;  // "address:port": the pool it returns to
   Clock::time_point idle_since{};

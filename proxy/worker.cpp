@@ -55,7 +55,7 @@ Worker::~Worker() {
   join();
 }
 
-void Worker::add_listener(tcp::acceptor acceptor, ListenerSpec spec) {
+void Worker::add_listener(Acceptor acceptor, ListenerSpec spec) {
   listeners_.push_back(std::make_unique<Listener>(Listener{std::move(acceptor), std::move(spec)}));
 }
 
@@ -74,7 +74,7 @@ void Worker::join() {
 
 void Worker::accept(std::size_t index) {
   auto& listener = *listeners_[index];
-  listener.acceptor.async_accept([this, index](boost::system::error_code ec, tcp::socket socket) {
+  listener.acceptor.async_accept([this, index](boost::system::error_code ec, Socket socket) {
     auto& listener = *listeners_[index];
     if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) return;
     if (!ec) {
@@ -98,6 +98,7 @@ void Worker::sweep() {
       session.check_deadline(now);
     }
     pool_.close_idle(now, view_->snapshot->config->timeouts.upstream_idle);
+    trim_chunks();
     if (draining_ && sessions_.empty()) {
       pool_.close_all();
       return;  // nothing left: the event loop runs out of work and the thread ends
@@ -135,16 +136,27 @@ void Worker::collect_metrics(std::function<void(metrics::WorkerShard)> done) {
 }
 
 std::unique_ptr<char[]> Worker::acquire_chunk() {
-  if (free_chunks_.empty()) return std::make_unique_for_overwrite<char[]>(kChunkSize);
+  if (free_chunks_.empty()) {
+    unused_chunks_ = 0;
+    return std::make_unique_for_overwrite<char[]>(kChunkSize);
+  }
   auto chunk = std::move(free_chunks_.back());
   free_chunks_.pop_back();
+  unused_chunks_ = std::min(unused_chunks_, free_chunks_.size());
   return chunk;
 }
 
 void Worker::release_chunk(std::unique_ptr<char[]> chunk) {
-  // Keep a few for the next requests; more would only hold memory after a burst of uploads.
-  constexpr std::size_t kKeep = 16;
-  if (free_chunks_.size() < kKeep) free_chunks_.push_back(std::move(chunk));
+  // Every request in flight holds one chunk while it relays a body; keeping them avoids a
+  // malloc/free of kChunkSize per request. trim_chunks() gives back what a burst left over.
+  constexpr std::size_t kMaxKept = 1024;
+  if (free_chunks_.size() < kMaxKept) free_chunks_.push_back(std::move(chunk));
+}
+
+void Worker::trim_chunks() {
+  // Chunks that stayed in the pool for a whole sweep interval were not needed: free them.
+  free_chunks_.resize(free_chunks_.size() - std::min(unused_chunks_, free_chunks_.size()));
+  unused_chunks_ = free_chunks_.size();
 }
 
 }  // namespace revgate::proxy

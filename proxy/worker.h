@@ -79,7 +79,7 @@ class Worker {
   boost::asio::io_context& io() { return io_; }
 
   // Before start(), from the main thread: adopt an already bound, listening socket.
-  void add_listener(boost::asio::ip::tcp::acceptor acceptor, ListenerSpec spec);
+  void add_listener(Acceptor acceptor, ListenerSpec spec);
   // Runs the event loop on a new thread; `on_exit` is called on it when the loop ends.
   void start(std::function<void()> on_exit);
   void join();
@@ -101,19 +101,20 @@ class Worker {
   bool draining() const { return draining_; }
   void link(SessionBase& session) { sessions_.push_back(session); }
   // Body relay buffers, recycled so that a request with a body does not allocate one.
-  static constexpr std::size_t kChunkSize = 64 * 1024;
+  static constexpr std::size_t kChunkSize = 32 * 1024;
   std::unique_ptr<char[]> acquire_chunk();
   void release_chunk(std::unique_ptr<char[]> chunk);
 
  private:
   void accept(std::size_t listener);
   void sweep();
+  void trim_chunks();
 
   unsigned id_;
   boost::asio::io_context io_;
   std::thread thread_;
   struct Listener {
-    boost::asio::ip::tcp::acceptor acceptor;
+    Acceptor acceptor;
     ListenerSpec spec;
   };
   std::vector<std::unique_ptr<Listener>> listeners_;
@@ -125,6 +126,7 @@ class Worker {
   bool draining_ = false;
   boost::intrusive::list<SessionBase, boost::intrusive::constant_time_size<false>> sessions_;
   std::vector<std::unique_ptr<char[]>> free_chunks_;
+  std::size_t unused_chunks_ = 0;  // fewest chunks left in the pool since the last sweep
 };
 
 }  // namespace revgate::proxy

@@ -11,7 +11,7 @@ namespace revgate::proxy {
 
 namespace http = boost::beast::http;
 
-void strip_hop_by_hop(http::fields& fields) {
+void strip_hop_by_hop(Fields& fields) {
   // Headers named by Connection are hop-by-hop too (RFC 9110 7.6.1). Copy the names first:
   // erasing invalidates the views into the Connection values.
   constexpr std::size_t kMaxNamed = 16;
@@ -35,7 +35,7 @@ void strip_hop_by_hop(http::fields& fields) {
   for (auto field : kHopByHop) fields.erase(field);
 }
 
-void add_forwarding_headers(http::fields& fields, const ForwardedFor& forwarded,
+void add_forwarding_headers(Fields& fields, const ForwardedFor& forwarded,
                             std::string_view request_id) {
   // X-Forwarded-For: append the client to what earlier proxies wrote (all fields, in order).
   constexpr std::string_view kXff = "x-forwarded-for";

@@ -5,13 +5,13 @@
 #include <cstdint>
 #include <string_view>
 
-#include <boost/beast/http/fields.hpp>
+#include "proxy/header_arena.h"
 
 namespace revgate::proxy {
 
 // Removes `Connection` and every header it names, `Keep-Alive`, `Proxy-Connection`, `TE`,
 // `Trailer`, `Transfer-Encoding` and `Upgrade`. Framing is re-added by the caller.
-void strip_hop_by_hop(boost::beast::http::fields& fields);
+void strip_hop_by_hop(Fields& fields);
 
 struct ForwardedFor {
   std::string_view client_ip;       // appended to X-Forwarded-For
@@ -21,7 +21,7 @@ struct ForwardedFor {
 };
 
 // Adds the upstream headers; `request_id` is used when the request carries no X-Request-Id.
-void add_forwarding_headers(boost::beast::http::fields& fields, const ForwardedFor& forwarded,
+void add_forwarding_headers(Fields& fields, const ForwardedFor& forwarded,
                             std::string_view request_id);
 
 // A random (version 4) UUID from 128 random bits, formatted 8-4-4-4-12 in lowercase hex.

@@ -62,7 +62,10 @@ bool is_informational(unsigned status) { return status >= 100 && status < 200 &&
 }  // namespace
 
 Session::Session(Worker& worker, Socket socket, const ListenerSpec& listener)
-    : worker_(worker), socket_(std::move(socket)), listener_(listener) {
+    : worker_(worker),
+      socket_(std::move(socket)),
+      listener_(listener),
+      arena_(worker.header_blocks()) {
   error_code ec;
   auto remote = socket_.remote_endpoint(ec);
   if (!ec) client_ip_ = remote.address().to_string();
@@ -108,7 +111,8 @@ void Session::begin_head() {
   arm_deadline(config().timeouts.request_headers);
   head_bytes_ = 0;
   start_line_done_ = false;
-  request_.emplace();
+  request_.emplace(std::piecewise_construct, std::make_tuple(),
+                   std::make_tuple(ArenaAllocator<char>(&arena_)));
   // The head limits are enforced here (parse_request_head); Beast's own limit is a backstop.
   request_->header_limit(static_cast<std::uint32_t>(limits.request_headers_bytes + kReadSize));
   if (limits.request_body_bytes != 0) {
@@ -369,7 +373,8 @@ void Session::read_response_head() {
   phase_ = Phase::reading_response;
   timed_out_ = false;
   arm_deadline(config().timeouts.upstream_response);
-  response_.emplace();
+  response_.emplace(std::piecewise_construct, std::make_tuple(),
+                    std::make_tuple(ArenaAllocator<char>(&arena_)));
   response_->header_limit(kResponseHeaderLimit);
   response_->body_limit(boost::none);
   if (is_head_request_) response_->skip(true);
@@ -514,6 +519,7 @@ void Session::finish_request() {
   response_.reset();
   local_reply_.reset();
   request_.reset();
+  arena_.reset();  // after every head that lived in it
   if (chunk_) worker_.release_chunk(std::move(chunk_));
   chunk_fill_ = 0;
   decision_ = {};

@@ -17,6 +17,7 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "proxy/header_arena.h"
 #include "proxy/proxy_error.h"
 #include "proxy/worker.h"
 
@@ -30,14 +31,17 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   void start();
   void check_deadline(Clock::time_point now) override;
   void drain() override;
+  void abort() override { close(); }
 
  private:
-  using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
-  using ResponseParser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
+  using RequestParser =
+      boost::beast::http::request_parser<boost::beast::http::buffer_body, ArenaAllocator<char>>;
+  using ResponseParser =
+      boost::beast::http::response_parser<boost::beast::http::buffer_body, ArenaAllocator<char>>;
   using RequestSerializer =
-      boost::beast::http::request_serializer<boost::beast::http::buffer_body>;
+      boost::beast::http::request_serializer<boost::beast::http::buffer_body, Fields>;
   using ResponseSerializer =
-      boost::beast::http::response_serializer<boost::beast::http::buffer_body>;
+      boost::beast::http::response_serializer<boost::beast::http::buffer_body, Fields>;
   using error_code = boost::system::error_code;
 
   enum class Phase : std::uint8_t {
@@ -104,6 +108,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   bool start_line_done_ = false;  // the request line's end has arrived (and was within limits)
 
   // Per request.
+  HeaderArena arena_;  // the heads of the request and its response live here
   std::shared_ptr<WorkerView> view_;
   std::optional<RequestParser> request_;
   std::optional<RequestSerializer> request_writer_;

@@ -53,6 +53,18 @@ Worker::Worker(unsigned id, std::shared_ptr<const Snapshot> snapshot)
 Worker::~Worker() {
   stop();
   join();
+  // Sessions still open (the grace period ran out) are kept alive by their pending handlers.
+  // Close them and run those handlers now, while the pools and the shard they touch exist.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto& session = *it++;
+    session.abort();
+  }
+  boost::system::error_code ignored;
+  for (auto& listener : listeners_) listener->acceptor.close(ignored);
+  sweep_timer_.cancel();
+  pool_.close_all();
+  io_.restart();
+  io_.poll();
 }
 
 void Worker::add_listener(Acceptor acceptor, ListenerSpec spec) {

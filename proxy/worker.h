@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "metrics/metrics.h"
+#include "proxy/header_arena.h"
 #include "proxy/upstream_pool.h"
 #include "routing/route_table.h"
 
@@ -60,6 +61,7 @@ class SessionBase : public SessionHook {
   virtual ~SessionBase() = default;
   virtual void check_deadline(Clock::time_point now) = 0;
   virtual void drain() = 0;
+  virtual void abort() = 0;  // close now: the worker is going away
 };
 
 struct ListenerSpec {
@@ -96,6 +98,7 @@ class Worker {
   // --- Worker thread only, for its sessions.
   const std::shared_ptr<WorkerView>& view() const { return view_; }
   UpstreamPool& pool() { return pool_; }
+  BlockPool& header_blocks() { return header_blocks_; }
   metrics::WorkerShard& shard() { return shard_; }
   Rng& rng() { return rng_; }
   bool draining() const { return draining_; }
@@ -121,6 +124,7 @@ class Worker {
   boost::asio::steady_timer sweep_timer_;
   std::shared_ptr<WorkerView> view_;
   UpstreamPool pool_;
+  BlockPool header_blocks_;
   metrics::WorkerShard shard_;
   Rng rng_;
   bool draining_ = false;

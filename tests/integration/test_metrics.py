@@ -134,6 +134,10 @@ class MetricsTest(IntegrationTest):
     def test_histograms_use_envoys_default_buckets(self):
         proxy = self.start_split()
         self.get(proxy.port, host=HELLO)
+        # The request is counted once its response is written: wait for it to show.
+        self.eventually(lambda: metric_sum(proxy.metrics(), "istio_requests_total",
+                                           destination_version="hello-00001"),
+                        1.0, "the request is counted")
         samples = proxy.metrics()
         for family in ("istio_request_duration_milliseconds", "istio_request_bytes",
                        "istio_response_bytes"):

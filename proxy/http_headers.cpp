@@ -1,66 +1,158 @@
 #include "proxy/http_headers.h"
 
 #include <array>
-#include <string>
 
-#include <boost/beast/http/field.hpp>
 #include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
 #include <boost/beast/http/rfc7230.hpp>
+#include <boost/beast/http/status.hpp>
 
 namespace revgate::proxy {
 
+namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
-void strip_hop_by_hop(Fields& fields) {
-  // Headers named by Connection are hop-by-hop too (RFC 9110 7.6.1). Copy the names first:
-  // erasing invalidates the views into the Connection values.
-  constexpr std::size_t kMaxNamed = 16;
-  std::array<std::string, kMaxNamed> named;
-  std::size_t named_count = 0;
-  // Scan every field: Beast keeps fields in arrival order, so equal names need not be adjacent.
-  for (const auto& field : fields) {
-    if (field.name() != http::field::connection) continue;
-    for (auto token : http::token_list{field.value()}) {
-      if (named_count == kMaxNamed) break;
-      named[named_count++].assign(token.data(), token.size());
-    }
-  }
-  for (std::size_t i = 0; i < named_count; ++i) fields.erase(named[i]);
+namespace {
 
-  static constexpr http::field kHopByHop[] = {
-      http::field::connection,        http::field::keep_alive, http::field::proxy_connection,
-      http::field::te,                http::field::trailer,    http::field::transfer_encoding,
-      http::field::upgrade,
-  };
-  for (auto field : kHopByHop) fields.erase(field);
+constexpr std::string_view kCrlf = "\r\n";
+
+bool is_hop_by_hop(http::field name) {
+  switch (name) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::transfer_encoding:
+    case http::field::upgrade:
+      return true;
+    default:
+      return false;
+  }
 }
 
-void add_forwarding_headers(Fields& fields, const ForwardedFor& forwarded,
-                            std::string_view request_id) {
-  // X-Forwarded-For: append the client to what earlier proxies wrote (all fields, in order).
-  constexpr std::string_view kXff = "x-forwarded-for";
-  if (fields.find(kXff) == fields.end()) {
-    fields.set(kXff, forwarded.client_ip);
-  } else {
-    std::string joined;
+// The field names listed in `Connection` headers (RFC 9110 7.6.1): hop-by-hop too.
+class ConnectionTokens {
+ public:
+  explicit ConnectionTokens(const Fields& fields) {
     for (const auto& field : fields) {
-      if (!boost::beast::iequals(field.name_string(), kXff)) continue;
-      if (!joined.empty()) joined += ", ";
-      joined.append(field.value().data(), field.value().size());
+      if (field.name() != http::field::connection) continue;
+      for (auto token : http::token_list{field.value()}) {
+        if (count_ < tokens_.size()) tokens_[count_++] = token;
+      }
     }
-    joined += ", ";
-    joined.append(forwarded.client_ip);
-    fields.set(kXff, joined);
   }
-  fields.set("x-forwarded-proto", forwarded.proto);
-  if (fields.find("x-request-id") == fields.end()) fields.set("x-request-id", request_id);
-  fields.set("knative-serving-revision", forwarded.revision);
-  fields.set("knative-serving-namespace", forwarded.namespace_name);
+  bool names(std::string_view field_name) const {
+    for (std::size_t i = 0; i < count_; ++i) {
+      if (beast::iequals(tokens_[i], field_name)) return true;
+    }
+    return false;
+  }
+
+ private:
+  std::array<std::string_view, 16> tokens_{};
+  std::size_t count_ = 0;
+};
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ").append(value).append(kCrlf);
+}
+
+void append_decimal(std::string& out, std::uint64_t value) {
+  char digits[20];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  while (n > 0) out.push_back(digits[--n]);
+}
+
+void append_framing(std::string& out, Framing framing, std::uint64_t content_length) {
+  if (framing == Framing::content_length) {
+    out.append("Content-Length: ");
+    append_decimal(out, content_length);
+    out.append(kCrlf);
+  } else if (framing == Framing::chunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  }
+}
+
+}  // namespace
+
+void write_request_head(std::string& out, const RequestHead& request,
+                        const ForwardedFor& forwarded, Framing framing,
+                        std::uint64_t content_length) {
+  out.clear();
+  out.append(request.method_string()).push_back(' ');
+  out.append(request.target()).append(" HTTP/1.1\r\n");
+
+  const ConnectionTokens connection_tokens(request);
+  std::string xff;  // X-Forwarded-For values received (rare on the benchmark path)
+  bool has_request_id = false;
+  for (const auto& field : request) {
+    const auto name = field.name();
+    if (is_hop_by_hop(name) || name == http::field::content_length) continue;
+    const std::string_view name_string = field.name_string();
+    if (name == http::field::unknown) {
+      // Fields without a Beast enum value: the ones the proxy sets are all among them.
+      if (beast::iequals(name_string, "x-forwarded-for")) {
+        if (!xff.empty()) xff.append(", ");
+        xff.append(field.value());
+        continue;
+      }
+      if (beast::iequals(name_string, "x-forwarded-proto") ||
+          beast::iequals(name_string, "knative-serving-revision") ||
+          beast::iequals(name_string, "knative-serving-namespace")) {
+        continue;  // ours to set: a client must not choose them
+      }
+      has_request_id |= beast::iequals(name_string, "x-request-id");
+    }
+    if (connection_tokens.names(name_string)) continue;
+    append_field(out, name_string, field.value());
+  }
+  out.append("X-Forwarded-For: ");
+  if (!xff.empty()) out.append(xff).append(", ");
+  out.append(forwarded.client_ip).append(kCrlf);
+  append_field(out, "X-Forwarded-Proto", forwarded.proto);
+  if (!has_request_id) append_field(out, "X-Request-Id", forwarded.request_id);
+  append_field(out, "Knative-Serving-Revision", forwarded.revision);
+  append_field(out, "Knative-Serving-Namespace", forwarded.namespace_name);
+  append_framing(out, framing, content_length);
+  out.append(kCrlf);
+}
+
+void write_response_head(std::string& out, const ResponseHead& response, Framing framing,
+                         std::uint64_t content_length, bool keep_alive, bool client_http10) {
+  out.clear();
+  out.append("HTTP/1.1 ");
+  append_decimal(out, response.result_int());
+  out.push_back(' ');
+  auto reason = response.reason();
+  if (reason.empty()) reason = http::obsolete_reason(response.result());
+  out.append(reason).append(kCrlf);
+
+  const ConnectionTokens connection_tokens(response);
+  for (const auto& field : response) {
+    const auto name = field.name();
+    if (is_hop_by_hop(name)) continue;
+    if (name == http::field::content_length && framing != Framing::none) continue;
+    const std::string_view name_string = field.name_string();
+    if (connection_tokens.names(name_string)) continue;
+    append_field(out, name_string, field.value());
+  }
+  append_framing(out, framing, content_length);
+  if (!keep_alive) {
+    out.append("Connection: close\r\n");
+  } else if (client_http10) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append(kCrlf);
 }
 
 void format_uuid4(std::uint64_t high, std::uint64_t low, char (&out)[36]) {
-  high = (high & ~0xF000ULL) | 0x4000ULL;                     // version 4
-  low = (low & ~(0xC0ULL << 56)) | (0x80ULL << 56);           // variant 10xx
+  high = (high & ~0xF000ULL) | 0x4000ULL;            // version 4
+  low = (low & ~(0xC0ULL << 56)) | (0x80ULL << 56);  // variant 10xx
   static constexpr char kHex[] = "0123456789abcdef";
   std::size_t pos = 0;
   auto put = [&](std::uint64_t value, int nibbles) {
@@ -75,6 +167,21 @@ void format_uuid4(std::uint64_t high, std::uint64_t low, char (&out)[36]) {
   put(low >> 48, 4);
   out[pos++] = '-';
   put(low & 0xFFFFFFFFFFFFULL, 12);
+}
+
+std::string_view chunk_size_line(std::size_t size, char (&out)[18]) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  char digits[16];
+  int n = 0;
+  do {
+    digits[n++] = kHex[size & 0xF];
+    size >>= 4;
+  } while (size != 0);
+  std::size_t pos = 0;
+  while (n > 0) out[pos++] = digits[--n];
+  out[pos++] = '\r';
+  out[pos++] = '\n';
+  return {out, pos};
 }
 
 }  // namespace revgate::proxy

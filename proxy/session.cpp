@@ -8,7 +8,7 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
+#include <boost/beast/http/write.hpp>  // local replies
 
 #include "proxy/http_headers.h"
 
@@ -25,6 +25,8 @@ constexpr std::size_t kReadSize = 16 * 1024;             // heads
 constexpr std::size_t kBodyReadSize = Worker::kChunkSize;  // bodies: one chunk per read
 constexpr std::uint32_t kResponseHeaderLimit = 80 * 1024;  // Envoy's default is 60 KiB
 constexpr std::chrono::milliseconds kLingerTime{2000};
+// A head buffer that grew past this for one big head is not kept for the connection's life.
+constexpr std::size_t kKeptHeadCapacity = 8 * 1024;
 
 // Length of the request line at the start of `buffer` (without its line end), or npos while
 // its end has not arrived.
@@ -236,18 +238,22 @@ void Session::route_request() {
   if (!decision_) return fail(ErrorKind::no_route);
   if (decision_.endpoint == nullptr) return fail(ErrorKind::no_healthy_upstream);
 
-  // Rewrite for the upstream: hop-by-hop out, forwarding headers in, framing re-added.
-  const bool chunked = request_->chunked();
-  strip_hop_by_hop(request);
+  // The head for the upstream: hop-by-hop out, forwarding headers in, framing re-added.
   char request_id[36];
   auto& rng = worker_.rng();
   format_uuid4(rng.next(), rng.next(), request_id);
-  add_forwarding_headers(request,
-                         {client_ip_, listener_.https ? "https" : "http", decision_.revision->name,
-                          decision_.service->namespace_name},
-                         std::string_view(request_id, sizeof request_id));
-  if (chunked) request.chunked(true);
-  request.version(11);
+  if (request_->chunked()) {
+    request_framing_ = Framing::chunked;
+  } else if (request_->content_length()) {
+    request_framing_ = Framing::content_length;
+  } else {
+    request_framing_ = Framing::none;
+  }
+  write_request_head(head_out_, request,
+                     {client_ip_, listener_.https ? "https" : "http", decision_.revision->name,
+                      decision_.service->namespace_name,
+                      std::string_view(request_id, sizeof request_id)},
+                     request_framing_, request_->content_length().value_or(0));
   connect_upstream();
 }
 
@@ -286,37 +292,50 @@ void Session::send_request() {
   phase_ = Phase::sending_request;
   deadline_ = Clock::time_point::max();
   ++upstream_->requests;
-  request_writer_.emplace(request_->get());
+  head_pending_ = true;
   write_request();
 }
 
 void Session::write_request() {
-  auto& body = request_->get().body();
-  body.data = chunk_fill_ != 0 ? chunk_.get() : nullptr;
-  body.size = chunk_fill_;
-  body.more = !request_->is_done();
-  http::async_write(upstream_->socket, *request_writer_,
+  const auto buffers = gather(request_framing_, request_->is_done());
+  asio::async_write(upstream_->socket, buffers,
                     [self = shared_from_this()](error_code ec, std::size_t) {
                       self->on_request_written(ec);
                     });
 }
 
+std::span<const asio::const_buffer> Session::gather(Framing framing, bool body_done) {
+  // One write per step: the head (once), the body piece (with chunk framing), the last chunk.
+  std::size_t n = 0;
+  if (head_pending_) out_buffers_[n++] = asio::buffer(head_out_);
+  if (chunk_fill_ != 0) {
+    if (framing == Framing::chunked) {
+      out_buffers_[n++] = asio::buffer(chunk_size_line(chunk_fill_, chunk_line_));
+      out_buffers_[n++] = asio::buffer(chunk_.get(), chunk_fill_);
+      out_buffers_[n++] = asio::buffer("\r\n", 2);
+    } else {
+      out_buffers_[n++] = asio::buffer(chunk_.get(), chunk_fill_);
+    }
+  }
+  if (body_done && framing == Framing::chunked) out_buffers_[n++] = asio::buffer("0\r\n\r\n", 5);
+  return {out_buffers_.data(), n};
+}
+
 void Session::on_request_written(error_code ec) {
   if (phase_ != Phase::sending_request) return;
-  if (ec == http::error::need_buffer) ec = {};
   if (ec) {
     // A pooled connection the upstream closed while idle: send a bodyless request again on a
     // new connection (as Go's transport and nginx do); anything else is the upstream's fault.
     if (upstream_->requests > 1 && !retried_ && request_body_bytes_ == 0 && request_->is_done()) {
       retried_ = true;
       release_upstream(false);
-      request_writer_.reset();
       return connect_upstream();
     }
     return on_upstream_failure(ErrorKind::upstream_reset);
   }
+  head_pending_ = false;
   chunk_fill_ = 0;
-  if (request_writer_->is_done()) return read_response_head();
+  if (request_->is_done()) return read_response_head();
   fill_request_chunk();
 }
 
@@ -403,7 +422,6 @@ void Session::parse_response_head() {
               self->request_body_bytes_ == 0 && !self->response_->got_some()) {
             self->retried_ = true;
             self->release_upstream(false);
-            self->request_writer_.reset();
             self->response_.reset();
             return self->connect_upstream();
           }
@@ -423,22 +441,21 @@ void Session::on_response_head() {
   deadline_ = Clock::time_point::max();
   status_ = response.result_int();
 
-  const bool bodyless = is_head_request_ || status_ == 204 || status_ == 304;
-  const bool chunked = response_->chunked();
-  const bool close_delimited = !bodyless && !chunked && !response_->content_length();
-  strip_hop_by_hop(response);
-  if (!bodyless && (chunked || close_delimited)) {
-    // Re-frame for the client: chunked for HTTP/1.1, end-of-connection for HTTP/1.0.
-    if (!client_http10_) {
-      response.chunked(true);
-    } else {
-      client_keep_alive_ = false;
-    }
+  if (is_head_request_ || status_ == 204 || status_ == 304) {
+    response_framing_ = Framing::none;
+  } else if (response_->content_length()) {
+    response_framing_ = Framing::content_length;
+  } else if (!client_http10_) {
+    response_framing_ = Framing::chunked;  // chunked or close-delimited upstream: re-framed
+  } else {
+    response_framing_ = Framing::until_close;  // HTTP/1.0 knows no chunks
+    client_keep_alive_ = false;
   }
   if (draining_ || worker_.draining()) client_keep_alive_ = false;
-  response.version(11);
-  response.keep_alive(client_keep_alive_);
-  response_writer_.emplace(response);
+  write_response_head(head_out_, response, response_framing_,
+                      response_->content_length().value_or(0), client_keep_alive_,
+                      client_http10_);
+  head_pending_ = true;
   phase_ = Phase::relaying_response;
   chunk_fill_ = 0;
   fill_response_chunk();
@@ -483,19 +500,14 @@ void Session::fill_response_chunk() {
 }
 
 void Session::write_response() {
-  auto& body = response_->get().body();
-  body.data = chunk_fill_ != 0 ? chunk_.get() : nullptr;
-  body.size = chunk_fill_;
-  body.more = !response_->is_done();
-  http::async_write(socket_, *response_writer_,
-                    [self = shared_from_this()](error_code ec, std::size_t) {
-                      self->on_response_written(ec);
-                    });
+  const auto buffers = gather(response_framing_, response_->is_done());
+  asio::async_write(socket_, buffers, [self = shared_from_this()](error_code ec, std::size_t) {
+    self->on_response_written(ec);
+  });
 }
 
 void Session::on_response_written(error_code ec) {
   if (phase_ != Phase::relaying_response) return;
-  if (ec == http::error::need_buffer) ec = {};
   if (ec) {
     flags_ |= metrics::kDownstreamConnectionTermination;
     release_upstream(false);
@@ -504,7 +516,8 @@ void Session::on_response_written(error_code ec) {
   }
   response_body_bytes_ += chunk_fill_;
   chunk_fill_ = 0;
-  if (!response_writer_->is_done()) return fill_response_chunk();
+  head_pending_ = false;
+  if (!response_->is_done()) return fill_response_chunk();
   // Reuse the upstream connection only if the response ended cleanly and nothing follows it.
   release_upstream(response_->keep_alive() && upstream_->buffer.size() == 0);
   finish_request();
@@ -514,8 +527,7 @@ void Session::on_response_written(error_code ec) {
 
 void Session::finish_request() {
   record_metrics();
-  request_writer_.reset();
-  response_writer_.reset();
+  if (head_out_.capacity() > kKeptHeadCapacity) std::string().swap(head_out_);
   response_.reset();
   local_reply_.reset();
   request_.reset();
@@ -563,8 +575,6 @@ void Session::fail(ErrorKind kind) {
 
 void Session::on_upstream_failure(ErrorKind kind) {
   release_upstream(false);
-  request_writer_.reset();
-  response_writer_.reset();
   response_.reset();
   fail(kind);
 }

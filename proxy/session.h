@@ -7,17 +7,19 @@
 
 #include <cstdint>
 #include <memory>
+#include <array>
 #include <optional>
+#include <span>
 #include <string>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include "proxy/header_arena.h"
+#include "proxy/http_headers.h"
 #include "proxy/proxy_error.h"
 #include "proxy/worker.h"
 
@@ -38,10 +40,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
       boost::beast::http::request_parser<boost::beast::http::buffer_body, ArenaAllocator<char>>;
   using ResponseParser =
       boost::beast::http::response_parser<boost::beast::http::buffer_body, ArenaAllocator<char>>;
-  using RequestSerializer =
-      boost::beast::http::request_serializer<boost::beast::http::buffer_body, Fields>;
-  using ResponseSerializer =
-      boost::beast::http::response_serializer<boost::beast::http::buffer_body, Fields>;
   using error_code = boost::system::error_code;
 
   enum class Phase : std::uint8_t {
@@ -79,6 +77,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   void write_response();
   void on_response_written(error_code ec);
   void fill_response_chunk();
+  // The buffers of the next write: pending head, body piece, last chunk.
+  std::span<const boost::asio::const_buffer> gather(Framing framing, bool body_done);
   // 7. Finish.
   void finish_request();
 
@@ -111,14 +111,18 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   HeaderArena arena_;  // the heads of the request and its response live here
   std::shared_ptr<WorkerView> view_;
   std::optional<RequestParser> request_;
-  std::optional<RequestSerializer> request_writer_;
   routing::Decision decision_;
   std::unique_ptr<UpstreamConnection> upstream_;
   std::optional<ResponseParser> response_;
-  std::optional<ResponseSerializer> response_writer_;
   std::optional<boost::beast::http::response<boost::beast::http::string_body>> local_reply_;
   std::unique_ptr<char[]> chunk_;
   std::size_t chunk_fill_ = 0;
+  std::string head_out_;     // the head being sent on (to the upstream, then to the client)
+  bool head_pending_ = false;
+  Framing request_framing_ = Framing::none;
+  Framing response_framing_ = Framing::none;
+  std::array<boost::asio::const_buffer, 5> out_buffers_;
+  char chunk_line_[18];
   bool retried_ = false;        // a request is sent again at most once
   bool expect_continue_ = false; // the client waits for "100 Continue" before its body
   bool timed_out_ = false;       // set by the deadline sweep before it cancels upstream I/O

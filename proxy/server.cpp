@@ -1,6 +1,7 @@
 #include "proxy/server.h"
 
 #include <csignal>
+#include <optional>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -55,12 +56,17 @@ struct Server::Impl {
   std::shared_ptr<const Snapshot> snapshot;
   std::uint64_t generation = 1;
   metrics::DestinationCatalog catalog;
-  asio::io_context io{1};
+  // The control loop (admin, signals, reloads, the grace timer). With one worker it is that
+  // worker's loop on the main thread: a single-threaded process, like one nginx worker, whose
+  // socket calls take the kernel's cheaper single-threaded file lookup. With more workers it
+  // has its own context here. Declared before what uses it, so it outlives them.
+  std::unique_ptr<asio::io_context> own_io;
   std::vector<std::unique_ptr<Worker>> workers;
+  asio::io_context* io = nullptr;
   std::vector<BoundAddress> bound;
   std::unique_ptr<AdminServer> admin;
-  asio::signal_set signals{io, SIGINT, SIGTERM, SIGHUP};
-  asio::steady_timer grace_timer{io};
+  std::optional<asio::signal_set> signals;
+  std::optional<asio::steady_timer> grace_timer;
   std::size_t running_workers = 0;
   bool draining = false;
   std::uint64_t reloads_ok = 0;
@@ -82,7 +88,7 @@ struct Server::Impl {
   }
 
   void wait_signal() {
-    signals.async_wait([this](boost::system::error_code ec, int signal) {
+    signals->async_wait([this](boost::system::error_code ec, int signal) {
       if (ec) return;
       if (signal == SIGHUP) {
         reload();
@@ -120,11 +126,11 @@ struct Server::Impl {
   void begin_drain() {
     if (draining) return;
     draining = true;
-    signals.cancel();
+    signals->cancel();
     if (admin) admin->close();
     for (auto& worker : workers) worker->drain();
-    grace_timer.expires_after(snapshot->config->timeouts.shutdown_grace);
-    grace_timer.async_wait([this](boost::system::error_code ec) {
+    grace_timer->expires_after(snapshot->config->timeouts.shutdown_grace);
+    grace_timer->async_wait([this](boost::system::error_code ec) {
       if (ec) return;
       log_warning("grace period over: closing the connections still open");
       for (auto& worker : workers) worker->stop();
@@ -133,8 +139,8 @@ struct Server::Impl {
 
   void on_worker_exit() {
     if (--running_workers == 0) {
-      grace_timer.cancel();
-      io.stop();
+      grace_timer->cancel();
+      io->stop();
     }
   }
 
@@ -164,7 +170,7 @@ struct Server::Impl {
     if (workers.empty()) return finish();
     for (auto& worker : workers) {
       worker->collect_metrics([this, gather, finish](metrics::WorkerShard shard) {
-        asio::post(io, [gather, finish, shard = std::move(shard)] {
+        asio::post(*io, [gather, finish, shard = std::move(shard)] {
           gather->merged.merge(shard);
           if (--gather->pending == 0) finish();
         });
@@ -193,6 +199,14 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
   for (unsigned i = 0; i < worker_count; ++i) {
     impl->workers.push_back(std::make_unique<Worker>(i, impl->snapshot));
   }
+  if (worker_count == 1) {
+    impl->io = &impl->workers.front()->io();
+  } else {
+    impl->own_io = std::make_unique<asio::io_context>(1);
+    impl->io = impl->own_io.get();
+  }
+  impl->signals.emplace(*impl->io, SIGINT, SIGTERM, SIGHUP);
+  impl->grace_timer.emplace(*impl->io);
   // Every worker gets its own SO_REUSEPORT acceptor on each listener, so the kernel spreads
   // connections across workers. The first bind fixes the port when the config says 0.
   for (std::uint32_t id = 0; id < cfg.listeners.size(); ++id) {
@@ -206,7 +220,7 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
     }
     impl->bound.push_back({listener.name, listener.host, port});
   }
-  auto admin = bind_acceptor(impl->io, cfg.admin.host, cfg.admin.port, false);
+  auto admin = bind_acceptor(*impl->io, cfg.admin.host, cfg.admin.port, false);
   if (!admin) return std::unexpected("admin: " + admin.error());
   impl->bound.push_back({"admin", cfg.admin.host, admin->local_endpoint().port()});
   auto* raw = impl.get();
@@ -225,22 +239,26 @@ int Server::run() {
   auto& impl = *impl_;
   impl.wait_signal();
   impl.admin->start();
-  impl.running_workers = impl.workers.size();
-  for (auto& worker : impl.workers) {
-    worker->start([&impl] { asio::post(impl.io, [&impl] { impl.on_worker_exit(); }); });
-  }
   for (const auto& bound : impl.bound) {
     log_info("{} listening on {}:{}", bound.name, bound.host, bound.port);
   }
   log_info("ready: {} worker(s), config generation {}", impl.workers.size(), impl.generation);
-  impl.io.run();
-  for (auto& worker : impl.workers) worker->join();
+  if (!impl.own_io) {
+    impl.workers.front()->run();  // the single worker's loop is the main thread's
+  } else {
+    impl.running_workers = impl.workers.size();
+    for (auto& worker : impl.workers) {
+      worker->start([&impl] { asio::post(*impl.io, [&impl] { impl.on_worker_exit(); }); });
+    }
+    impl.io->run();
+    for (auto& worker : impl.workers) worker->join();
+  }
   log_info("stopped");
   return 0;
 }
 
 void Server::stop() {
-  asio::post(impl_->io, [impl = impl_.get()] { impl->begin_drain(); });
+  asio::post(*impl_->io, [impl = impl_.get()] { impl->begin_drain(); });
 }
 
 }  // namespace revgate::proxy

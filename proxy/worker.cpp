@@ -72,12 +72,16 @@ void Worker::add_listener(Acceptor acceptor, ListenerSpec spec) {
 }
 
 void Worker::start(std::function<void()> on_exit) {
-  for (std::size_t i = 0; i < listeners_.size(); ++i) accept(i);
-  sweep();
   thread_ = std::thread([this, on_exit = std::move(on_exit)] {
-    io_.run();
+    run();
     on_exit();
   });
+}
+
+void Worker::run() {
+  for (std::size_t i = 0; i < listeners_.size(); ++i) accept(i);
+  sweep();
+  io_.run();
 }
 
 void Worker::join() {
@@ -113,7 +117,7 @@ void Worker::sweep() {
     trim_chunks();
     if (draining_ && sessions_.empty()) {
       pool_.close_all();
-      return;  // nothing left: the event loop runs out of work and the thread ends
+      return io_.stop();  // drained: end the loop
     }
     sweep();
   });

@@ -84,13 +84,16 @@ class Worker {
   void add_listener(Acceptor acceptor, ListenerSpec spec);
   // Runs the event loop on a new thread; `on_exit` is called on it when the loop ends.
   void start(std::function<void()> on_exit);
+  // Runs the event loop on the calling thread until it is drained or stopped.
+  void run();
   void join();
 
   // Any thread: publish a new config; requests already routed keep theirs.
   void install(std::shared_ptr<const Snapshot> snapshot);
   // Any thread: stop accepting, close idle connections, let requests in flight finish.
   void drain();
-  // Any thread: stop the event loop now (end of the grace period).
+  // Any thread: stop the event loop now (end of the grace period). Also how a drained worker
+  // ends its loop, whatever else (an admin connection) still waits on its context.
   void stop();
   // Any thread: copy this worker's metrics on its own thread, then call `done` there.
   void collect_metrics(std::function<void(metrics::WorkerShard)> done);

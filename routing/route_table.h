@@ -3,6 +3,7 @@
 // shared read-only by all threads; a Router belongs to exactly one worker thread. No I/O here.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>

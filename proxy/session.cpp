@@ -179,16 +179,33 @@ void Session::on_request_head() {
   if (request.target().size() > limits.request_line_bytes) {
     return fail(ErrorKind::request_line_too_long);
   }
+  // One pass over the fields gathers what the checks and routing need.
   std::size_t field_count = 0;
   std::size_t host_count = 0;
   bool has_transfer_encoding = false;
   bool has_content_length = false;
+  bool has_expect = false;
+  route_view_ = {};
+  route_view_.path = request.target();
+  expect_continue_ = false;
   for (const auto& field : request) {
     ++field_count;
     switch (field.name()) {
-      case http::field::host: ++host_count; break;
+      case http::field::host:
+        ++host_count;
+        route_view_.host = field.value();
+        break;
       case http::field::transfer_encoding: has_transfer_encoding = true; break;
       case http::field::content_length: has_content_length = true; break;
+      case http::field::expect:
+        has_expect = true;
+        expect_continue_ = beast::iequals(field.value(), "100-continue");
+        break;
+      case http::field::unknown:
+        if (beast::iequals(field.name_string(), "knative-serving-tag")) {
+          route_view_.tag_header = field.value();
+        }
+        break;
       default: break;
     }
   }
@@ -205,11 +222,8 @@ void Session::on_request_head() {
   client_keep_alive_ = request_->keep_alive();
   client_http10_ = request.version() < 11;
   is_head_request_ = request.method() == http::verb::head;
-  expect_continue_ = false;
-  if (auto expect = request.find(http::field::expect); expect != request.end()) {
-    expect_continue_ = beast::iequals(expect->value(), "100-continue");
-    request.erase(http::field::expect);  // answered here, when the body is wanted
-  }
+  // Expect is answered here, when the body is wanted (erasing leaves the other views valid).
+  if (has_expect) request.erase(http::field::expect);
 
   // Parse the body bytes that came with the head now, so that a malformed chunk is refused
   // before an upstream is chosen.
@@ -228,13 +242,7 @@ void Session::on_request_head() {
 
 void Session::route_request() {
   auto& request = request_->get();
-  routing::RequestView view;
-  if (auto host = request.find(http::field::host); host != request.end()) view.host = host->value();
-  view.path = request.target();
-  if (auto tag = request.find("knative-serving-tag"); tag != request.end()) {
-    view.tag_header = tag->value();
-  }
-  decision_ = view_->router.route(view, worker_.rng().next());
+  decision_ = view_->router.route(route_view_, worker_.rng().next());
   if (!decision_) return fail(ErrorKind::no_route);
   if (decision_.endpoint == nullptr) return fail(ErrorKind::no_healthy_upstream);
 

@@ -111,6 +111,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   HeaderArena arena_;  // the heads of the request and its response live here
   std::shared_ptr<WorkerView> view_;
   std::optional<RequestParser> request_;
+  routing::RequestView route_view_;  // views into the request head, gathered as it is checked
   routing::Decision decision_;
   std::unique_ptr<UpstreamConnection> upstream_;
   std::optional<ResponseParser> response_;

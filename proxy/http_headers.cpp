@@ -31,18 +31,25 @@ bool is_hop_by_hop(http::field name) {
   }
 }
 
-// The field names listed in `Connection` headers (RFC 9110 7.6.1): hop-by-hop too.
+// The field names listed in `Connection` headers (RFC 9110 7.6.1): hop-by-hop too. The
+// first few are kept at hand; past those, the headers are scanned again (never seen in
+// practice, but a long list must not let a named field through).
 class ConnectionTokens {
  public:
-  explicit ConnectionTokens(const Fields& fields) {
+  explicit ConnectionTokens(const Fields& fields) : fields_(fields) {
     for (const auto& field : fields) {
       if (field.name() != http::field::connection) continue;
       for (auto token : http::token_list{field.value()}) {
-        if (count_ < tokens_.size()) tokens_[count_++] = token;
+        if (count_ == tokens_.size()) {
+          overflow_ = true;
+          return;
+        }
+        tokens_[count_++] = token;
       }
     }
   }
   bool names(std::string_view field_name) const {
+    if (overflow_) return scan(field_name);
     for (std::size_t i = 0; i < count_; ++i) {
       if (beast::iequals(tokens_[i], field_name)) return true;
     }
@@ -50,8 +57,19 @@ class ConnectionTokens {
   }
 
  private:
+  bool scan(std::string_view field_name) const {
+    for (const auto& field : fields_) {
+      if (field.name() != http::field::connection) continue;
+      for (auto token : http::token_list{field.value()}) {
+        if (beast::iequals(token, field_name)) return true;
+      }
+    }
+    return false;
+  }
+  const Fields& fields_;
   std::array<std::string_view, 16> tokens_{};
   std::size_t count_ = 0;
+  bool overflow_ = false;
 };
 
 void append_field(std::string& out, std::string_view name, std::string_view value) {
@@ -94,6 +112,8 @@ void write_request_head(std::string& out, const RequestHead& request,
     const auto name = field.name();
     if (is_hop_by_hop(name) || name == http::field::content_length) continue;
     const std::string_view name_string = field.name_string();
+    // Host is end-to-end whatever Connection says (SPEC: passed through unchanged).
+    if (name != http::field::host && connection_tokens.names(name_string)) continue;
     if (name == http::field::unknown) {
       // Fields without a Beast enum value: the ones the proxy sets are all among them.
       if (beast::iequals(name_string, "x-forwarded-for")) {
@@ -108,7 +128,6 @@ void write_request_head(std::string& out, const RequestHead& request,
       }
       has_request_id |= beast::iequals(name_string, "x-request-id");
     }
-    if (connection_tokens.names(name_string)) continue;
     append_field(out, name_string, field.value());
   }
   out.append("X-Forwarded-For: ");

@@ -23,6 +23,7 @@ namespace {
 
 constexpr std::size_t kReadSize = 16 * 1024;             // heads
 constexpr std::size_t kBodyReadSize = Worker::kChunkSize;  // bodies: one chunk per read
+constexpr std::size_t kMaxChunkFraming = 16 * 1024;  // a chunk-size line or the trailers
 constexpr std::uint32_t kResponseHeaderLimit = 80 * 1024;  // Envoy's default is 60 KiB
 constexpr std::chrono::milliseconds kLingerTime{2000};
 // A head buffer that grew past this for one big head is not kept for the connection's life.
@@ -56,7 +57,13 @@ std::size_t parse_body(Parser& parser, beast::flat_buffer& buffer, char* chunk,
     }
     if (ec || used == 0) break;
   }
-  return capacity - body.size;
+  const std::size_t produced = capacity - body.size;
+  // Beast bounds neither chunk extensions nor trailers: a chunk line or trailer section that
+  // does not end within this many bytes is an attack on memory, not a body.
+  if (!ec && produced == 0 && !parser.is_done() && buffer.size() > kMaxChunkFraming) {
+    ec = http::error::bad_chunk;
+  }
+  return produced;
 }
 
 bool is_informational(unsigned status) { return status >= 100 && status < 200 && status != 101; }
@@ -82,8 +89,11 @@ Session::~Session() {
 
 void Session::start() {
   worker_.link(*this);
-  // A new connection must send its first head within the request-headers timeout.
-  begin_head();
+  // A new connection must start its first head within the request-headers timeout; one that
+  // sends nothing (a preconnect, a health check) is closed without an answer.
+  view_ = worker_.view();
+  phase_ = Phase::waiting;
+  arm_deadline(config().timeouts.request_headers);
   parse_request_head();
 }
 
@@ -220,6 +230,20 @@ void Session::on_request_head() {
   }
 
   client_keep_alive_ = request_->keep_alive();
+  // RFC 9110 9.2.2: only these may be sent again after a connection failed under them.
+  switch (request.method()) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::options:
+    case http::verb::trace:
+    case http::verb::put:
+    case http::verb::delete_:
+      replayable_ = request_->is_done();  // no body: nothing is lost by sending it again
+      break;
+    default:
+      replayable_ = false;
+  }
+  response_bytes_seen_ = false;
   client_http10_ = request.version() < 11;
   is_head_request_ = request.method() == http::verb::head;
   // Expect is answered here, when the body is wanted (erasing leaves the other views valid).
@@ -273,18 +297,30 @@ void Session::connect_upstream() {
   char key_buffer[64];
   auto key = endpoint_key(endpoint.address, endpoint.port, key_buffer);
   if (!retried_) upstream_ = worker_.pool().take(key);
-  if (upstream_) return send_request();
+  if (upstream_) {
+    if (!upstream_->watching) return send_request();
+    upstream_->waiter = shared_from_this();  // the pool's watch is ending: wait for its word
+    return;
+  }
 
   error_code ec;
   auto address = asio::ip::make_address(endpoint.address, ec);
   if (ec) return on_upstream_failure(ErrorKind::upstream_connect);
-  upstream_ = std::make_unique<UpstreamConnection>(socket_.get_executor());
+  upstream_ = std::make_shared<UpstreamConnection>(socket_.get_executor());
   upstream_->key.assign(key);
   timed_out_ = false;
   arm_deadline(config().timeouts.upstream_connect);
   upstream_->socket.async_connect(
       tcp::endpoint(address, endpoint.port),
       [self = shared_from_this()](error_code ec) { self->on_upstream_connected(ec); });
+}
+
+void Session::on_upstream_checked(bool usable) {
+  if (phase_ != Phase::connecting) return;
+  if (usable) return send_request();
+  // It went bad while idle (closed, or stray bytes): drop it, take the next or connect anew.
+  release_upstream(false);
+  connect_upstream();
 }
 
 void Session::on_upstream_connected(error_code ec) {
@@ -305,6 +341,9 @@ void Session::send_request() {
 }
 
 void Session::write_request() {
+  // Body phases have no overall deadline, only this one: no progress for `timeouts.idle`.
+  arm_deadline(config().timeouts.idle);
+  waiting_on_client_ = false;
   const auto buffers = gather(request_framing_, request_->is_done());
   asio::async_write(upstream_->socket, buffers,
                     [self = shared_from_this()](error_code ec, std::size_t) {
@@ -334,7 +373,7 @@ void Session::on_request_written(error_code ec) {
   if (ec) {
     // A pooled connection the upstream closed while idle: send a bodyless request again on a
     // new connection (as Go's transport and nginx do); anything else is the upstream's fault.
-    if (upstream_->requests > 1 && !retried_ && request_body_bytes_ == 0 && request_->is_done()) {
+    if (upstream_->requests > 1 && !retried_ && replayable_) {
       retried_ = true;
       release_upstream(false);
       return connect_upstream();
@@ -363,6 +402,8 @@ void Session::fill_request_chunk() {
   if (chunk_fill_ != 0 || request_->is_done()) return write_request();
 
   auto read_more = [self = shared_from_this()] {
+    self->arm_deadline(self->config().timeouts.idle);
+    self->waiting_on_client_ = true;
     self->socket_.async_read_some(
         self->buffer_.prepare(kBodyReadSize), [self](error_code ec, std::size_t n) {
           if (self->phase_ != Phase::sending_request) return;
@@ -425,9 +466,9 @@ void Session::parse_response_head() {
         if (self->timed_out_) return self->on_upstream_failure(ErrorKind::upstream_timeout);
         if (ec) {
           // Closed before any response byte on a reused connection: the upstream dropped an
-          // idle connection as we used it. A bodyless request is safe to send again.
-          if (self->upstream_->requests > 1 && !self->retried_ &&
-              self->request_body_bytes_ == 0 && !self->response_->got_some()) {
+          // idle connection as we used it. A bodyless idempotent request may go again.
+          if (self->upstream_->requests > 1 && !self->retried_ && self->replayable_ &&
+              !self->response_bytes_seen_) {
             self->retried_ = true;
             self->release_upstream(false);
             self->response_.reset();
@@ -435,6 +476,7 @@ void Session::parse_response_head() {
           }
           return self->on_upstream_failure(ErrorKind::upstream_reset);
         }
+        self->response_bytes_seen_ = true;
         self->upstream_->buffer.commit(n);
         self->parse_response_head();
       });
@@ -445,6 +487,10 @@ void Session::on_response_head() {
   if (is_informational(response.result_int())) {
     // 100 Continue was answered by us; drop informational responses and read the real one.
     return read_response_head();
+  }
+  if (response.result_int() == 101) {
+    // No upgrade was asked for (Upgrade is hop-by-hop here): a 101 is a broken upstream.
+    return on_upstream_failure(ErrorKind::upstream_protocol);
   }
   deadline_ = Clock::time_point::max();
   status_ = response.result_int();
@@ -487,6 +533,7 @@ void Session::fill_response_chunk() {
   }
   if (chunk_fill_ != 0 || response_->is_done()) return write_response();
 
+  arm_deadline(config().timeouts.idle);
   upstream_->socket.async_read_some(
       buffer.prepare(kBodyReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
         if (self->phase_ != Phase::relaying_response) return;
@@ -508,6 +555,7 @@ void Session::fill_response_chunk() {
 }
 
 void Session::write_response() {
+  arm_deadline(config().timeouts.idle);
   const auto buffers = gather(response_framing_, response_->is_done());
   asio::async_write(socket_, buffers, [self = shared_from_this()](error_code ec, std::size_t) {
     self->on_response_written(ec);
@@ -591,13 +639,15 @@ void Session::reply_local(unsigned status, std::string_view text, bool close_aft
   error_code ignored;
   socket_.cancel(ignored);  // a pending head read must not race the reply
   phase_ = Phase::replying;
-  deadline_ = Clock::time_point::max();
+  arm_deadline(config().timeouts.idle);  // a client that does not read its reply
   status_ = status;
   if (close_after || draining_ || worker_.draining()) client_keep_alive_ = false;
   auto& reply = local_reply_.emplace(static_cast<http::status>(status), 11);
   reply.set(http::field::content_type, "text/plain; charset=utf-8");
   reply.body().assign(text.data(), text.size());
   reply.keep_alive(client_keep_alive_);
+  // An HTTP/1.0 client assumes close unless told otherwise.
+  if (client_keep_alive_ && client_http10_) reply.set(http::field::connection, "keep-alive");
   reply.prepare_payload();
   http::async_write(socket_, reply, [self = shared_from_this()](error_code ec, std::size_t) {
     if (self->phase_ != Phase::replying) return;
@@ -613,17 +663,23 @@ void Session::release_upstream(bool reusable) {
   if (!upstream_) return;
   if (reusable && !draining_ && !worker_.draining()) {
     worker_.pool().give_back(std::move(upstream_), Clock::now());
+  } else {
+    error_code ignored;
+    upstream_->socket.close(ignored);  // a pending watch may hold the object a little longer
   }
   upstream_.reset();
 }
 
 void Session::close_gracefully() {
   // Lingering close (as nginx does): stop sending, then read and discard until the client
-  // closes or a short time passes, so that a reset cannot destroy the reply in flight.
-  phase_ = Phase::lingering;
-  error_code ignored;
-  socket_.shutdown(Socket::shutdown_send, ignored);
-  deadline_ = Clock::now() + kLingerTime;
+  // closes or a short time passes, so that a reset cannot destroy the reply in flight. The
+  // time counts from the first call: a client that keeps sending does not extend it.
+  if (phase_ != Phase::lingering) {
+    phase_ = Phase::lingering;
+    error_code ignored;
+    socket_.shutdown(Socket::shutdown_send, ignored);
+    deadline_ = Clock::now() + kLingerTime;
+  }
   buffer_.clear();
   socket_.async_read_some(buffer_.prepare(kReadSize),
                           [self = shared_from_this()](error_code ec, std::size_t) {
@@ -659,6 +715,18 @@ void Session::check_deadline(Clock::time_point now) {
       timed_out_ = true;  // the handler sees operation_aborted and reads this flag
       if (upstream_) upstream_->socket.cancel(ignored);
       return;
+    case Phase::sending_request:
+      // The body stopped moving: the client stopped sending, or the upstream stopped reading.
+      flags_ |= metrics::kStreamIdleTimeout;
+      release_upstream(false);
+      return fail(waiting_on_client_ ? ErrorKind::request_timeout : ErrorKind::upstream_timeout);
+    case Phase::relaying_response:
+    case Phase::replying:
+      // The head went out already: all that is left is to cut both sides off.
+      flags_ |= metrics::kStreamIdleTimeout;
+      release_upstream(false);
+      record_metrics();
+      return close();
     default:
       return;
   }

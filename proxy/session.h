@@ -25,7 +25,9 @@
 
 namespace revgate::proxy {
 
-class Session : public SessionBase, public std::enable_shared_from_this<Session> {
+class Session : public SessionBase,
+                public UpstreamWaiter,
+                public std::enable_shared_from_this<Session> {
  public:
   Session(Worker& worker, Socket socket, const ListenerSpec& listener);
   ~Session() override;
@@ -64,6 +66,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   // 3. Connect upstream (a pooled connection, or a new one).
   void connect_upstream();
   void on_upstream_connected(error_code ec);
+  void on_upstream_checked(bool usable) override;
   // 4. Send request: head, then the body one chunk at a time.
   void send_request();
   void write_request();
@@ -113,7 +116,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   std::optional<RequestParser> request_;
   routing::RequestView route_view_;  // views into the request head, gathered as it is checked
   routing::Decision decision_;
-  std::unique_ptr<UpstreamConnection> upstream_;
+  std::shared_ptr<UpstreamConnection> upstream_;
   std::optional<ResponseParser> response_;
   std::optional<boost::beast::http::response<boost::beast::http::string_body>> local_reply_;
   std::unique_ptr<char[]> chunk_;
@@ -128,6 +131,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
   bool expect_continue_ = false; // the client waits for "100 Continue" before its body
   bool timed_out_ = false;       // set by the deadline sweep before it cancels upstream I/O
   bool recorded_ = false;        // this request's metrics were recorded
+  bool replayable_ = false;      // idempotent and bodyless: may be sent again once
+  bool response_bytes_seen_ = false;  // the upstream sent something for this request
+  bool waiting_on_client_ = false;    // sending_request: reading the body (not writing it)
   bool is_head_request_ = false;
   std::uint16_t flags_ = 0;
   unsigned status_ = 0;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <boost/asio/buffer.hpp>
+
 namespace revgate::proxy {
 
 std::string_view endpoint_key(std::string_view address, std::uint16_t port, char (&out)[64]) {
@@ -19,34 +21,74 @@ std::string_view endpoint_key(std::string_view address, std::uint16_t port, char
   return {out, n};
 }
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key) {
+std::shared_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key) {
   auto it = idle_.find(key);
   if (it == idle_.end() || it->second.empty()) return nullptr;
   auto connection = std::move(it->second.back());
   it->second.pop_back();
+  connection->in_pool = false;
+  if (connection->watching) {
+    // Ends the watch: its handler tells the taker whether anything came meanwhile. No system
+    // call: Asio completes the pending read as aborted.
+    boost::system::error_code ignored;
+    connection->socket.cancel(ignored);
+  }
   return connection;
 }
 
-void UpstreamPool::give_back(std::unique_ptr<UpstreamConnection> connection,
+void UpstreamPool::give_back(std::shared_ptr<UpstreamConnection> connection,
                              Clock::time_point now) {
   auto it = idle_.find(std::string_view{connection->key});
-  if (it == idle_.end()) it = idle_.emplace(connection->key, std::vector<std::unique_ptr<UpstreamConnection>>{}).first;
-  if (it->second.size() >= max_idle_per_endpoint_) return;  // closed by the destructor
+  if (it == idle_.end()) it = idle_.emplace(connection->key, Idle{}).first;
+  if (it->second.size() >= max_idle_per_endpoint_) return discard(*connection);
   connection->idle_since = now;
+  connection->in_pool = true;
+  connection->watching = true;
+  connection->socket.async_read_some(
+      boost::asio::buffer(&connection->watch_byte, 1),
+      [this, connection](boost::system::error_code ec, std::size_t bytes) {
+        on_watch_end(connection, ec, bytes);
+      });
   it->second.push_back(std::move(connection));
+}
+
+void UpstreamPool::on_watch_end(const std::shared_ptr<UpstreamConnection>& connection,
+                                boost::system::error_code ec, std::size_t bytes) {
+  connection->watching = false;
+  const bool quiet = ec == boost::asio::error::operation_aborted && bytes == 0;
+  if (connection->in_pool) {
+    if (quiet) return;  // the pool is closing it
+    // Closed by the upstream, or bytes no request asked for: never hand it out.
+    auto it = idle_.find(std::string_view{connection->key});
+    if (it != idle_.end()) std::erase(it->second, connection);
+    return discard(*connection);
+  }
+  if (auto waiter = std::move(connection->waiter)) waiter->on_upstream_checked(quiet);
+}
+
+void UpstreamPool::discard(UpstreamConnection& connection) {
+  // The watch's handler may keep the object alive a little longer: close the socket now.
+  boost::system::error_code ignored;
+  connection.socket.close(ignored);
 }
 
 void UpstreamPool::close_idle(Clock::time_point now, std::chrono::milliseconds idle_timeout) {
   for (auto& [key, connections] : idle_) {
-    // Oldest first in the vector: erase the prefix that has been idle too long.
+    // Oldest first in the vector: close the prefix that has been idle too long.
     auto fresh = std::find_if(connections.begin(), connections.end(), [&](const auto& c) {
       return now - c->idle_since < idle_timeout;
     });
+    std::for_each(connections.begin(), fresh, [](const auto& c) { discard(*c); });
     connections.erase(connections.begin(), fresh);
   }
 }
 
-void UpstreamPool::close_all() { idle_.clear(); }
+void UpstreamPool::close_all() {
+  for (auto& [key, connections] : idle_) {
+    for (const auto& connection : connections) discard(*connection);
+  }
+  idle_.clear();
+}
 
 std::size_t UpstreamPool::idle_count() const {
   std::size_t n = 0;

@@ -17,6 +17,14 @@ namespace revgate::proxy {
 
 using Clock = std::chrono::steady_clock;
 
+// Who takes a pooled connection: told, once the pool's watch on it has ended, whether the
+// connection is still usable (nothing arrived on it while it was idle).
+class UpstreamWaiter {
+ public:
+  virtual ~UpstreamWaiter() = default;
+  virtual void on_upstream_checked(bool usable) = 0;
+};
+
 // One connection to an endpoint, with the bytes read from it that no response consumed yet.
 struct UpstreamConnection {
   explicit UpstreamConnection(const Executor& executor) : socket(executor) {}
@@ -25,6 +33,13 @@ struct UpstreamConnection {
   std::string key;  // "address:port": the pool it returns to
   Clock::time_point idle_since{};
   std::uint64_t requests = 0;  // requests sent on it; > 0 means it was reused
+  // While idle in the pool a one-byte read watches the connection, as nginx's keepalive
+  // module does: an upstream that closes it, or writes after its response, is seen then,
+  // not by the next request.
+  bool in_pool = false;
+  bool watching = false;
+  char watch_byte = 0;
+  std::shared_ptr<UpstreamWaiter> waiter;  // set by a taker while the watch is ending
 };
 
 // "address:port" without allocating; `out` must hold 64 bytes.
@@ -35,10 +50,11 @@ class UpstreamPool {
   explicit UpstreamPool(std::size_t max_idle_per_endpoint)
       : max_idle_per_endpoint_(max_idle_per_endpoint) {}
 
-  // The most recently used idle connection to `key`, or null.
-  std::unique_ptr<UpstreamConnection> take(std::string_view key);
+  // The most recently used idle connection to `key`, or null. If `watching` is still true on
+  // the result, its watch is being cancelled: set `waiter` and wait for on_upstream_checked().
+  std::shared_ptr<UpstreamConnection> take(std::string_view key);
   // Keep a connection whose last response ended cleanly; closes it when the pool is full.
-  void give_back(std::unique_ptr<UpstreamConnection> connection, Clock::time_point now);
+  void give_back(std::shared_ptr<UpstreamConnection> connection, Clock::time_point now);
   // Close connections idle since before `now - idle_timeout`.
   void close_idle(Clock::time_point now, std::chrono::milliseconds idle_timeout);
   void close_all();
@@ -54,9 +70,11 @@ class UpstreamPool {
   };
   std::size_t max_idle_per_endpoint_;
   // LIFO per endpoint: the hottest connection is reused first, cold ones age out.
-  std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConnection>>, KeyHash,
-                     std::equal_to<>>
-      idle_;
+  void on_watch_end(const std::shared_ptr<UpstreamConnection>& connection,
+                    boost::system::error_code ec, std::size_t bytes);
+  static void discard(UpstreamConnection& connection);
+  using Idle = std::vector<std::shared_ptr<UpstreamConnection>>;
+  std::unordered_map<std::string, Idle, KeyHash, std::equal_to<>> idle_;
 };
 
 }  // namespace revgate::proxy

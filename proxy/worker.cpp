@@ -68,7 +68,8 @@ Worker::~Worker() {
 }
 
 void Worker::add_listener(Acceptor acceptor, ListenerSpec spec) {
-  listeners_.push_back(std::make_unique<Listener>(Listener{std::move(acceptor), std::move(spec)}));
+  listeners_.push_back(std::make_unique<Listener>(
+      Listener{std::move(acceptor), std::move(spec), boost::asio::steady_timer(io_), {}}));
 }
 
 void Worker::start(std::function<void()> on_exit) {
@@ -95,11 +96,20 @@ void Worker::accept(std::size_t index) {
     if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) return;
     if (!ec) {
       std::make_shared<Session>(*this, std::move(socket), listener.spec)->start();
-    } else {
-      // Out of descriptors or a connection reset in the backlog: keep accepting.
-      log_warning("worker {}: accept on {}: {}", id_, listener.spec.name, ec.message());
+      return accept(index);
     }
-    accept(index);
+    // Out of descriptors (or memory): the backlog stays readable, so accepting again at once
+    // would spin. Pause as nginx does, and say so at most once a second.
+    const auto now = Clock::now();
+    if (now - listener.last_warning > std::chrono::seconds(1)) {
+      listener.last_warning = now;
+      log_warning("worker {}: accept on {}: {}; pausing accepts", id_, listener.spec.name,
+                  ec.message());
+    }
+    listener.retry.expires_after(std::chrono::milliseconds(250));
+    listener.retry.async_wait([this, index](boost::system::error_code wait_ec) {
+      if (!wait_ec) accept(index);
+    });
   });
 }
 
@@ -136,6 +146,7 @@ void Worker::drain() {
     for (auto& listener : listeners_) {
       boost::system::error_code ignored;
       listener->acceptor.close(ignored);
+      listener->retry.cancel();
     }
     pool_.close_all();
     for (auto it = sessions_.begin(); it != sessions_.end();) {

@@ -122,6 +122,8 @@ class Worker {
   struct Listener {
     Acceptor acceptor;
     ListenerSpec spec;
+    boost::asio::steady_timer retry;  // accepting pauses after EMFILE and the like
+    Clock::time_point last_warning{};
   };
   std::vector<std::unique_ptr<Listener>> listeners_;
   boost::asio::steady_timer sweep_timer_;

@@ -3,8 +3,10 @@
 // (main thread at start and on reload); it never throws, whatever the input.
 #include "config/config.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -42,7 +44,10 @@ struct Section {
 constexpr std::array kTopKeys = {"domain"sv,   "workers"sv,  "listeners"sv,
                                  "admin"sv,    "limits"sv,   "timeouts"sv,
                                  "upstream"sv, "services"sv, "domainMappings"sv};
-constexpr std::array kListenerKeys = {"name"sv, "address"sv};
+constexpr std::array kListenerKeys = {"name"sv, "address"sv, "tls"sv, "httpsRedirect"sv};
+constexpr std::array kListenerTlsKeys = {"certificates"sv, "minVersion"sv, "requireSni"sv,
+                                         "handshakeTimeout"sv};
+constexpr std::array kCertificateKeys = {"certFile"sv, "keyFile"sv};
 constexpr std::array kAdminKeys = {"address"sv};
 constexpr std::array kLimitsKeys = {"requestLineBytes"sv, "requestHeadersBytes"sv,
                                     "requestHeaderCount"sv, "requestBodyBytes"sv};
@@ -51,18 +56,22 @@ constexpr std::array kTimeoutsKeys = {"requestHeaders"sv,   "idle"sv,         "u
 constexpr std::array kUpstreamKeys = {"maxIdlePerEndpoint"sv};
 constexpr std::array kServiceKeys = {"name"sv, "namespace"sv, "splitPolicy"sv, "revisions"sv,
                                      "traffic"sv};
-constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv};
+constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv, "tls"sv};
+constexpr std::array kUpstreamTlsKeys = {"caFile"sv, "serverName"sv, "certFile"sv, "keyFile"sv};
 constexpr std::array kTargetKeys = {"revisionName"sv, "latestRevision"sv, "percent"sv, "tag"sv};
 constexpr std::array kMappingKeys = {"domain"sv, "service"sv, "namespace"sv};
 
 constexpr Section kTop{"the config file", kTopKeys};
 constexpr Section kListener{"listener", kListenerKeys};
+constexpr Section kListenerTls{"listener tls", kListenerTlsKeys};
+constexpr Section kCertificate{"certificate", kCertificateKeys};
 constexpr Section kAdmin{"admin", kAdminKeys};
 constexpr Section kLimits{"limits", kLimitsKeys};
 constexpr Section kTimeouts{"timeouts", kTimeoutsKeys};
 constexpr Section kUpstream{"upstream", kUpstreamKeys};
 constexpr Section kService{"service", kServiceKeys};
 constexpr Section kRevision{"revision", kRevisionKeys};
+constexpr Section kUpstreamTls{"revision tls", kUpstreamTlsKeys};
 constexpr Section kTarget{"traffic target", kTargetKeys};
 constexpr Section kMapping{"domain mapping", kMappingKeys};
 
@@ -203,7 +212,9 @@ struct Fields {
 class Loader {
  public:
   Loader(std::string file, Resolver resolver)
-      : file_(std::move(file)), resolver_(std::move(resolver)) {}
+      : file_(std::move(file)),
+        base_dir_(std::filesystem::path(file_).parent_path()),
+        resolver_(std::move(resolver)) {}
 
   LoadResult load(std::string_view yaml) {
     try {
@@ -341,11 +352,13 @@ class Loader {
       return;
     }
     std::map<std::string, SourcePos> seen;
+    std::vector<SourcePos> redirect_pos;  // parallel to config_.listeners
     for (const YAML::Node& item : read_list(*field)) {
       auto fields = read_map(item, kListener);
       if (!fields) continue;
       Listener listener;
       listener.pos = fields->pos;
+      SourcePos redirect;
       if (const Field* name = require(*fields, "name", kListener)) {
         if (auto value = read_string(*name)) {
           listener.name = *value;
@@ -363,8 +376,114 @@ class Loader {
           listener.port = value->port;
         }
       }
+      if (const Field* tls = fields->find("tls")) listener.tls = read_listener_tls(*tls);
+      if (const Field* flag = fields->find("httpsRedirect")) {
+        if (auto value = read_bool(*flag)) {
+          listener.https_redirect = *value;
+          redirect = flag->value_pos;
+        }
+      }
       config_.listeners.push_back(std::move(listener));
+      redirect_pos.push_back(redirect);
     }
+    check_https_redirects(redirect_pos);
+  }
+
+  // A redirect to https needs somewhere to go, and makes no sense on the https side itself.
+  void check_https_redirects(const std::vector<SourcePos>& redirect_pos) {
+    bool any_tls = std::any_of(config_.listeners.begin(), config_.listeners.end(),
+                               [](const Listener& l) { return l.tls.has_value(); });
+    for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
+      const Listener& listener = config_.listeners[i];
+      if (!listener.https_redirect) continue;
+      if (listener.tls) {
+        add(redirect_pos[i], "https-redirect",
+            fmt::format("listener {} has tls; httpsRedirect is for cleartext listeners",
+                        quote(listener.name)));
+      } else if (!any_tls) {
+        add(redirect_pos[i], "https-redirect",
+            fmt::format("listener {} redirects to https, but no listener has tls",
+                        quote(listener.name)));
+      }
+    }
+  }
+
+  ListenerTls read_listener_tls(const Field& field) {
+    ListenerTls tls;
+    tls.pos = field.value_pos;
+    auto fields = read_map(field.value, kListenerTls);
+    if (!fields) return tls;
+    const Field* list = fields->find_key("certificates");
+    if (list == nullptr || list->value.IsNull() ||
+        (list->value.IsSequence() && list->value.size() == 0)) {
+      add(list != nullptr ? list->key_pos : fields->pos, "certificates-required",
+          "a listener's tls needs at least one certificate, e.g. certificates: "
+          "[{certFile: site.crt, keyFile: site.key}]");
+    } else {
+      for (const YAML::Node& item : read_list(*list)) {
+        auto cert_fields = read_map(item, kCertificate);
+        if (!cert_fields) continue;
+        CertificateFiles files;
+        files.pos = cert_fields->pos;
+        if (const Field* f = require(*cert_fields, "certFile", kCertificate)) {
+          files.cert_file = read_file_path(*f).value_or("");
+        }
+        if (const Field* f = require(*cert_fields, "keyFile", kCertificate)) {
+          files.key_file = read_file_path(*f).value_or("");
+        }
+        tls.certificates.push_back(std::move(files));
+      }
+    }
+    if (const Field* f = fields->find("minVersion")) {
+      // Quoted or not: an unquoted 1.2 is the scalar "1.2" too.
+      if (auto value = read_string(*f)) {
+        if (*value == "1.2") {
+          tls.min_version = TlsVersion::tls12;
+        } else if (*value == "1.3") {
+          tls.min_version = TlsVersion::tls13;
+        } else {
+          add(f->value_pos, "min-version",
+              fmt::format("minVersion must be \"1.2\" or \"1.3\", got {}", quote(*value)));
+        }
+      }
+    }
+    if (const Field* f = fields->find("requireSni")) {
+      if (auto value = read_bool(*f)) tls.require_sni = *value;
+    }
+    if (const Field* f = fields->find("handshakeTimeout")) {
+      if (auto value = read_duration(*f)) tls.handshake_timeout = *value;
+    }
+    return tls;
+  }
+
+  // A certificate, key or CA file: resolved against the config file's directory and readable
+  // now, so that a typo is reported with its position rather than at the first handshake.
+  std::optional<std::string> read_file_path(const Field& field) {
+    auto text = read_string(field);
+    if (!text) return std::nullopt;
+    if (text->empty()) {
+      add(field.value_pos, "tls-file", fmt::format("{} must not be empty", field.name));
+      return std::nullopt;
+    }
+    std::filesystem::path path(*text);
+    if (path.is_relative() && !base_dir_.empty()) path = base_dir_ / path;
+    std::string resolved = path.lexically_normal().string();
+    std::string shown =
+        resolved == *text ? quote(*text) : fmt::format("{} ({})", quote(*text), resolved);
+    std::error_code ec;
+    if (std::filesystem::is_directory(resolved, ec)) {
+      add(field.value_pos, "tls-file",
+          fmt::format("{} {} cannot be read: it is a directory", field.name, shown));
+      return std::nullopt;
+    }
+    int fd = ::open(resolved.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      add(field.value_pos, "tls-file",
+          fmt::format("{} {} cannot be read: {}", field.name, shown, std::strerror(errno)));
+      return std::nullopt;
+    }
+    ::close(fd);
+    return resolved;
   }
 
   // A numeric address to bind: names are not resolved here, the proxy binds exactly this.
@@ -512,10 +631,59 @@ class Loader {
           fmt::format("revision {} needs at least one endpoint (host:port)", quote(revision.name)));
       return revision;
     }
+    bool endpoints_known = field->value.IsSequence();
     for (const YAML::Node& item : read_list(*field)) {
-      if (auto endpoint = read_endpoint(item)) revision.endpoints.push_back(std::move(*endpoint));
+      if (auto endpoint = read_endpoint(item)) {
+        revision.endpoints.push_back(std::move(*endpoint));
+      } else {
+        endpoints_known = false;
+      }
+    }
+    if (const Field* tls = fields.find("tls")) {
+      revision.tls = read_upstream_tls(*tls);
+      bool any_https = std::any_of(revision.endpoints.begin(), revision.endpoints.end(),
+                                   [](const Endpoint& e) { return e.tls; });
+      // Only when every endpoint was readable: a broken https:// one has its own error.
+      if (endpoints_known && !any_https) {
+        add(tls->key_pos, "upstream-tls-unused",
+            fmt::format("revision {} has a tls block but no https:// endpoint; write its "
+                        "endpoints as https://host:port",
+                        quote(revision.name)));
+      }
     }
     return revision;
+  }
+
+  UpstreamTls read_upstream_tls(const Field& field) {
+    UpstreamTls tls;
+    tls.pos = field.value_pos;
+    auto fields = read_map(field.value, kUpstreamTls);
+    if (!fields) return tls;
+    if (const Field* f = fields->find("caFile")) tls.ca_file = read_file_path(*f).value_or("");
+    if (const Field* f = fields->find("serverName")) {
+      if (auto value = read_string(*f)) {
+        tls.server_name = lowercase(*value);
+        bool numeric =
+            detail::numeric_ipv4(tls.server_name) || detail::numeric_ipv6(tls.server_name);
+        auto problem = detail::dns_name_problem(tls.server_name);
+        if (!numeric && problem) {
+          add(f->value_pos, "server-name",
+              fmt::format("serverName {} is not a DNS name or an IP address: it {}", quote(*value),
+                          *problem));
+        }
+      }
+    }
+    const Field* cert = fields->find("certFile");
+    const Field* key = fields->find("keyFile");
+    if (cert != nullptr) tls.cert_file = read_file_path(*cert).value_or("");
+    if (key != nullptr) tls.key_file = read_file_path(*key).value_or("");
+    if ((cert == nullptr) != (key == nullptr)) {
+      const Field* present = cert != nullptr ? cert : key;
+      add(present->key_pos, "client-cert-pair",
+          fmt::format("{} needs {}: a client certificate comes with its key", present->name,
+                      cert != nullptr ? "keyFile" : "certFile"));
+    }
+    return tls;
   }
 
   std::optional<Endpoint> read_endpoint(const YAML::Node& node) {
@@ -526,7 +694,26 @@ class Loader {
       return std::nullopt;
     }
     const std::string& text = node.Scalar();
-    auto host_port = detail::split_host_port(text);
+    std::string_view rest = text;
+    bool tls = false;
+    if (std::size_t sep = rest.find("://"); sep != std::string_view::npos) {
+      std::string scheme = lowercase(std::string(rest.substr(0, sep)));
+      if (scheme != "http" && scheme != "https") {
+        add(pos, "endpoint",
+            fmt::format("endpoint {} has scheme {}; use http://, https:// or plain host:port",
+                        quote(text), quote(scheme)));
+        return std::nullopt;
+      }
+      tls = scheme == "https";
+      rest.remove_prefix(sep + 3);
+      if (rest.find('/') != std::string_view::npos) {
+        add(pos, "endpoint",
+            fmt::format("endpoint {} has a path; an endpoint is {}://host:port", quote(text),
+                        scheme));
+        return std::nullopt;
+      }
+    }
+    auto host_port = detail::split_host_port(rest);
     if (!host_port) {
       add(pos, "endpoint", fmt::format("endpoint {} {}", quote(text), host_port.error()));
       return std::nullopt;
@@ -540,6 +727,7 @@ class Loader {
     endpoint.host = host_port->host;
     endpoint.port = host_port->port;
     endpoint.pos = pos;
+    endpoint.tls = tls;
     if (host_port->bracketed || detail::looks_like_ipv4(host_port->host)) {
       auto numeric = host_port->bracketed ? detail::numeric_ipv6(host_port->host)
                                           : detail::numeric_ipv4(host_port->host);
@@ -886,6 +1074,7 @@ class Loader {
   }
 
   std::string file_;
+  std::filesystem::path base_dir_;  // relative certificate paths start here
   Resolver resolver_;
   Config config_;
   std::vector<ConfigError> errors_;

@@ -22,10 +22,24 @@ struct SourcePos {
 };
 
 // "host:port" as written, and the numeric address it resolved to when the config was loaded.
+// Written "https://host:port", the proxy connects to it with TLS; "http://host:port" and plain
+// "host:port" are cleartext.
 struct Endpoint {
   std::string host;  // as written: "127.0.0.1", "::1" (without brackets) or a DNS name
   std::uint16_t port = 0;
   std::string address;  // numeric IPv4/IPv6 address (a name is resolved at load)
+  SourcePos pos;
+  bool tls = false;  // "https://"
+};
+
+// A revision's `tls:` block: how the proxy connects to its https:// endpoints (Istio's
+// DestinationRule tls.mode SIMPLE, or MUTUAL with cert_file/key_file). The server certificate is
+// always verified. Paths are resolved like every config path (see CertificateFiles).
+struct UpstreamTls {
+  std::string ca_file;      // empty = the system trust store
+  std::string server_name;  // SNI and the name verified; empty = the endpoint's host
+  std::string cert_file;    // client certificate (PEM, chain allowed); with key_file, or neither
+  std::string key_file;
   SourcePos pos;
 };
 
@@ -33,6 +47,7 @@ struct Revision {
   std::string name;
   std::vector<Endpoint> endpoints;
   SourcePos pos;
+  std::optional<UpstreamTls> tls;  // only when some endpoint is https://
 };
 
 // Knative's TrafficTarget: exactly one of revision_name / latest_revision is set.
@@ -63,11 +78,36 @@ struct DomainMapping {
   SourcePos pos;
 };
 
+// A certificate and its private key, PEM. `cert_file` may hold the chain after the leaf; it is
+// sent whole. A relative path in the YAML is resolved against the directory of the config file
+// (of the source name for load_string), so these hold the path to open. Both files were readable
+// when the config was loaded; their contents are checked by tls/, not here.
+struct CertificateFiles {
+  std::string cert_file;
+  std::string key_file;
+  SourcePos pos;
+};
+
+enum class TlsVersion { tls12, tls13 };
+
+// A listener's `tls:` block.
+struct ListenerTls {
+  // At least one. SNI picks among them; the first is the default for no or an unknown name.
+  std::vector<CertificateFiles> certificates;
+  TlsVersion min_version = TlsVersion::tls12;  // "1.2" or "1.3"; 1.3 is always the maximum
+  bool require_sni = false;                    // no or unknown SNI: refuse with unrecognized_name
+  std::chrono::milliseconds handshake_timeout{10'000};
+  SourcePos pos;
+};
+
 struct Listener {
   std::string name;
   std::string host;        // numeric address to bind ("0.0.0.0", "127.0.0.1", "::")
   std::uint16_t port = 0;  // 0 = any free port
   SourcePos pos;
+  std::optional<ListenerTls> tls;  // absent = cleartext HTTP
+  // Cleartext listeners only: answer every request with a 301 to https. Needs a TLS listener.
+  bool https_redirect = false;
 };
 
 struct Admin {

@@ -72,7 +72,7 @@ Config must_load(std::string_view yaml) {
   return result ? *result : Config{};
 }
 
-// SPEC.md section 3, without the `tls` block (not implemented yet).
+// SPEC.md section 3, without the `tls` block (its files must exist: see SpecExampleWithTls).
 constexpr std::string_view kSpecExample = R"(
 domain: example.com            # default "example.com" (Knative's default domain)
 workers: 0                     # event-loop threads; 0 = one per CPU core
@@ -381,13 +381,14 @@ TEST(ConfigRules, UnknownKey) {
 listeners:
   - name: http
     address: "127.0.0.1:0"
-    tls: {}
+    tsl: {}
 )");
   ASSERT_EQ(errors.size(), 1u) << all_errors(errors);
   EXPECT_EQ(errors[0].rule, "unknown-key");
   EXPECT_EQ(errors[0].line, 4);
   EXPECT_EQ(errors[0].column, 5);
-  EXPECT_NE(errors[0].message.find("'tls'"), std::string::npos) << errors[0].message;
+  EXPECT_NE(errors[0].message.find("'tsl'"), std::string::npos) << errors[0].message;
+  EXPECT_NE(errors[0].message.find("did you mean 'tls'?"), std::string::npos) << errors[0].message;
   EXPECT_NE(errors[0].message.find("name, address"), std::string::npos) << errors[0].message;
 }
 
@@ -716,6 +717,297 @@ domainMappings: [{domain: www.example.org, service: hello}]
 }
 
 // ---------------------------------------------------------------------------------------------
+// TLS (issue 3). Only readability of certificate files is checked here, so /dev/null stands in
+// for a readable file; their contents are tls/'s business (tests/unit/tls).
+
+TEST(ConfigTls, ListenerTlsIsReadWithDefaults) {
+  Config config = must_load(R"(
+listeners:
+  - name: http
+    address: "127.0.0.1:0"
+    httpsRedirect: true
+  - name: https
+    address: "127.0.0.1:0"
+    tls:
+      certificates:
+        - {certFile: /dev/null, keyFile: /dev/null}
+  - name: strict
+    address: "127.0.0.1:0"
+    tls:
+      certificates:
+        - {certFile: /dev/null, keyFile: /dev/null}
+        - certFile: /dev/null
+          keyFile: /dev/null
+      minVersion: "1.3"
+      requireSni: true
+      handshakeTimeout: 2500ms
+)");
+  ASSERT_EQ(config.listeners.size(), 3u);
+  EXPECT_FALSE(config.listeners[0].tls.has_value());
+  EXPECT_TRUE(config.listeners[0].https_redirect);
+  const Listener& https = config.listeners[1];
+  ASSERT_TRUE(https.tls.has_value());
+  EXPECT_FALSE(https.https_redirect);
+  ASSERT_EQ(https.tls->certificates.size(), 1u);
+  EXPECT_EQ(https.tls->certificates[0].cert_file, "/dev/null");
+  EXPECT_EQ(https.tls->certificates[0].key_file, "/dev/null");
+  EXPECT_EQ(https.tls->certificates[0].pos.line, 9);
+  EXPECT_EQ(https.tls->certificates[0].pos.column, 11);
+  EXPECT_EQ(https.tls->min_version, TlsVersion::tls12);
+  EXPECT_FALSE(https.tls->require_sni);
+  EXPECT_EQ(https.tls->handshake_timeout, 10s);
+  const Listener& strict = config.listeners[2];
+  ASSERT_TRUE(strict.tls.has_value());
+  EXPECT_EQ(strict.tls->certificates.size(), 2u);
+  EXPECT_EQ(strict.tls->min_version, TlsVersion::tls13);
+  EXPECT_TRUE(strict.tls->require_sni);
+  EXPECT_EQ(strict.tls->handshake_timeout, 2500ms);
+}
+
+TEST(ConfigTls, MinVersionQuotedOrNot) {
+  Config config = must_load(R"(
+listeners:
+  - {name: a, address: "127.0.0.1:0", tls: {certificates: [{certFile: /dev/null, keyFile: /dev/null}], minVersion: 1.3}}
+  - {name: b, address: "127.0.0.1:0", tls: {certificates: [{certFile: /dev/null, keyFile: /dev/null}], minVersion: "1.2"}}
+)");
+  EXPECT_EQ(config.listeners[0].tls->min_version, TlsVersion::tls13);
+  EXPECT_EQ(config.listeners[1].tls->min_version, TlsVersion::tls12);
+}
+
+TEST(ConfigTls, EmptyTlsKeyMeansCleartext) {
+  Config config = must_load(R"(
+listeners:
+  - name: http
+    address: "127.0.0.1:0"
+    tls:
+)");
+  EXPECT_FALSE(config.listeners[0].tls.has_value());
+}
+
+TEST(ConfigTls, EndpointSchemes) {
+  Config config = must_load(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: ["127.0.0.1:9001", "http://127.0.0.1:9002", "https://backend.test:8443",
+                    "HTTPS://[::1]:443"]
+)");
+  const std::vector<Endpoint>& endpoints = config.services[0].revisions[0].endpoints;
+  ASSERT_EQ(endpoints.size(), 4u);
+  EXPECT_FALSE(endpoints[0].tls);
+  EXPECT_FALSE(endpoints[1].tls);
+  EXPECT_EQ(endpoints[1].port, 9002);
+  EXPECT_TRUE(endpoints[2].tls);
+  EXPECT_EQ(endpoints[2].host, "backend.test");
+  EXPECT_EQ(endpoints[2].address, "10.0.0.7");
+  EXPECT_EQ(endpoints[2].port, 8443);
+  EXPECT_TRUE(endpoints[3].tls);
+  EXPECT_EQ(endpoints[3].host, "::1");
+  EXPECT_FALSE(config.services[0].revisions[0].tls.has_value());  // system store, host as SNI
+}
+
+TEST(ConfigTls, RevisionTlsIsRead) {
+  Config config = must_load(R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: ["https://127.0.0.1:9001"]
+        tls:
+          caFile: /dev/null
+          serverName: Hello.Internal
+          certFile: /dev/null
+          keyFile: /dev/null
+      - name: hello-2
+        endpoints: ["https://127.0.0.1:9002"]
+        tls: {serverName: 10.0.0.1}
+)");
+  const Revision& one = config.services[0].revisions[0];
+  ASSERT_TRUE(one.tls.has_value());
+  EXPECT_EQ(one.tls->ca_file, "/dev/null");
+  EXPECT_EQ(one.tls->server_name, "hello.internal");
+  EXPECT_EQ(one.tls->cert_file, "/dev/null");
+  EXPECT_EQ(one.tls->key_file, "/dev/null");
+  EXPECT_EQ(one.tls->pos.line, 8);
+  const Revision& two = config.services[0].revisions[1];
+  ASSERT_TRUE(two.tls.has_value());
+  EXPECT_EQ(two.tls->ca_file, "");
+  EXPECT_EQ(two.tls->server_name, "10.0.0.1");
+  EXPECT_EQ(two.tls->cert_file, "");
+}
+
+TEST(ConfigRules, CertificatesRequired) {
+  EXPECT_TRUE(only_error("certificates-required", 4, 10, R"(
+listeners:
+  - name: https
+    address: "127.0.0.1:0"
+    tls: {minVersion: "1.2"}
+)"));
+  EXPECT_TRUE(only_error("certificates-required", 5, 7, R"(
+listeners:
+  - name: https
+    address: "127.0.0.1:0"
+    tls:
+      certificates: []
+)"));
+}
+
+TEST(ConfigRules, CertificateNeedsBothFiles) {
+  EXPECT_TRUE(only_error("required", 6, 11, R"(
+listeners:
+  - name: https
+    address: "127.0.0.1:0"
+    tls:
+      certificates:
+        - certFile: /dev/null
+)"));
+}
+
+TEST(ConfigRules, MinVersion) {
+  constexpr std::string_view kMinVersion = R"(
+listeners:
+  - name: https
+    address: "127.0.0.1:0"
+    tls:
+      certificates: [{certFile: /dev/null, keyFile: /dev/null}]
+      minVersion: @
+)";
+  for (const char* version : {"\"1.1\"", "1.0", "\"TLSv1.3\"", "1.20", "2"}) {
+    EXPECT_TRUE(only_error("min-version", 6, 19, fill(kMinVersion, version))) << version;
+  }
+}
+
+TEST(ConfigRules, HandshakeTimeoutIsADuration) {
+  EXPECT_TRUE(only_error("duration", 6, 25, R"(
+listeners:
+  - name: https
+    address: "127.0.0.1:0"
+    tls:
+      certificates: [{certFile: /dev/null, keyFile: /dev/null}]
+      handshakeTimeout: 0s
+)"));
+}
+
+TEST(ConfigRules, UnknownKeyInTls) {
+  EXPECT_TRUE(only_error("unknown-key", 6, 7, R"(
+listeners:
+  - name: https
+    address: "127.0.0.1:0"
+    tls:
+      certificates: [{certFile: /dev/null, keyFile: /dev/null}]
+      ciphers: ALL
+)"));
+}
+
+TEST(ConfigRules, TlsFile) {
+  constexpr std::string_view kCertFile = R"(
+listeners:
+  - name: https
+    address: "127.0.0.1:0"
+    tls:
+      certificates:
+        - certFile: @
+          keyFile: /dev/null
+)";
+  for (const char* path : {"/nonexistent/site.crt", "/", "\"\""}) {
+    EXPECT_TRUE(only_error("tls-file", 6, 21, fill(kCertFile, path))) << path;
+  }
+  std::vector<ConfigError> errors = errors_of(fill(kCertFile, "/nonexistent/site.crt"));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message,
+            "certFile '/nonexistent/site.crt' cannot be read: No such file or directory");
+  // The same rule for a revision's files.
+  EXPECT_TRUE(only_error("tls-file", 7, 23, R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: ["https://127.0.0.1:9001"]
+        tls: {caFile: /nonexistent/ca.pem}
+)"));
+}
+
+TEST(ConfigRules, HttpsRedirect) {
+  // No TLS listener to redirect to.
+  EXPECT_TRUE(only_error("https-redirect", 4, 20, R"(
+listeners:
+  - name: http
+    address: "127.0.0.1:0"
+    httpsRedirect: true
+)"));
+  // On the TLS listener itself.
+  EXPECT_TRUE(only_error("https-redirect", 4, 20, R"(
+listeners:
+  - name: https
+    address: "127.0.0.1:0"
+    httpsRedirect: true
+    tls: {certificates: [{certFile: /dev/null, keyFile: /dev/null}]}
+)"));
+  EXPECT_TRUE(only_error("type", 4, 20, R"(
+listeners:
+  - name: http
+    address: "127.0.0.1:0"
+    httpsRedirect: yes
+)"));
+}
+
+TEST(ConfigRules, EndpointScheme) {
+  constexpr std::string_view kOneEndpoint = R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: ["@"]
+)";
+  for (const char* endpoint : {"ftp://127.0.0.1:21", "https://127.0.0.1:443/", "https://127.0.0.1",
+                               "://127.0.0.1:80", "https://127.0.0.1:0"}) {
+    EXPECT_TRUE(only_error("endpoint", 6, 21, fill(kOneEndpoint, endpoint))) << endpoint;
+  }
+}
+
+TEST(ConfigRules, UpstreamTlsUnused) {
+  EXPECT_TRUE(only_error("upstream-tls-unused", 7, 9, R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: ["127.0.0.1:9001", "http://127.0.0.1:9002"]
+        tls: {caFile: /dev/null}
+)"));
+}
+
+TEST(ConfigRules, ClientCertPair) {
+  EXPECT_TRUE(only_error("client-cert-pair", 8, 11, R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: ["https://127.0.0.1:9001"]
+        tls:
+          keyFile: /dev/null
+)"));
+}
+
+TEST(ConfigRules, ServerName) {
+  EXPECT_TRUE(only_error("server-name", 7, 27, R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: ["https://127.0.0.1:9001"]
+        tls: {serverName: "bad_name.test"}
+)"));
+}
+
+// ---------------------------------------------------------------------------------------------
 // The whole file in one pass
 
 TEST(ConfigLoad, ReportsEveryMistakeInSourceOrder) {
@@ -801,6 +1093,41 @@ TEST_F(ConfigFileInTempDir, LoadsARealFile) {
                                                        : result.error());
   EXPECT_EQ(result->source, path);
   EXPECT_EQ(result->services.at(0).traffic.size(), 3u);
+}
+
+TEST_F(ConfigFileInTempDir, SpecExampleWithTlsResolvesRelativePathsAgainstTheConfigDirectory) {
+  std::filesystem::create_directory(dir_ / "certs");
+  write("certs/example.com.crt", "not parsed by config/");
+  write("certs/example.com.key", "not parsed by config/");
+  std::string yaml(strip_first_newline(kSpecExample));
+  const std::string https = "    address: 0.0.0.0:8443\n";
+  yaml.insert(yaml.find(https) + https.size(),
+              "    tls:\n"
+              "      certificates:\n"
+              "        - certFile: certs/example.com.crt\n"
+              "          keyFile: certs/example.com.key\n"
+              "      minVersion: \"1.2\"\n");
+  std::string path = write("revgate.yaml", yaml);
+  LoadResult result = load_file(path, offline());
+  ASSERT_TRUE(result.has_value()) << all_errors(result ? std::vector<ConfigError>{}
+                                                       : result.error());
+  const Listener& listener = result->listeners.at(1);
+  ASSERT_TRUE(listener.tls.has_value());
+  EXPECT_EQ(listener.tls->certificates.at(0).cert_file, (dir_ / "certs/example.com.crt").string());
+  EXPECT_EQ(listener.tls->certificates.at(0).key_file, (dir_ / "certs/example.com.key").string());
+
+  // A missing relative file names both the written and the resolved path.
+  std::filesystem::remove(dir_ / "certs/example.com.key");
+  result = load_file(path, offline());
+  ASSERT_FALSE(result.has_value());
+  ASSERT_EQ(result.error().size(), 1u);
+  EXPECT_EQ(result.error()[0].rule, "tls-file");
+  EXPECT_EQ(result.error()[0].line, 11);
+  EXPECT_EQ(result.error()[0].column, 20);
+  EXPECT_NE(result.error()[0].message.find("'certs/example.com.key' (" +
+                                           (dir_ / "certs/example.com.key").string() + ")"),
+            std::string::npos)
+      << result.error()[0].message;
 }
 
 TEST_F(ConfigFileInTempDir, ErrorsNameTheFile) {

@@ -189,6 +189,25 @@ Server::~Server() {
 
 std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Config config,
                                                                    std::string config_path) {
+  // The config module accepts TLS (tls/ is built and tested), but the proxy does not serve it
+  // yet: refuse rather than serve plain text where the user asked for TLS.
+  for (const auto& listener : config.listeners) {
+    if (listener.tls || listener.https_redirect) {
+      return std::unexpected(fmt::format(
+          "listener {}: TLS termination and httpsRedirect are not served by this build yet",
+          listener.name));
+    }
+  }
+  for (const auto& service : config.services) {
+    for (const auto& revision : service.revisions) {
+      for (const auto& endpoint : revision.endpoints) {
+        if (endpoint.tls) {
+          return std::unexpected(fmt::format(
+              "revision {}: https:// endpoints are not served by this build yet", revision.name));
+        }
+      }
+    }
+  }
   auto impl = std::make_unique<Impl>();
   impl->config_path = std::move(config_path);
   unsigned worker_count = config.workers > 0 ? static_cast<unsigned>(config.workers)

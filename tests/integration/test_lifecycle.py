@@ -218,6 +218,18 @@ class StartupFailureTest(IntegrationTest):
         self.assertIn(str(busy.getsockname()[1]), stderr)
 
 
+    def test_tls_configs_are_refused_until_the_proxy_serves_tls(self):
+        # Serving plain text where the user asked for TLS would be worse than not starting.
+        echo = self.start_echo("hello-00001")
+        cert = self.write_file("c.pem", "not used: the proxy refuses before loading\n")
+        config = default_config([service("hello", [("hello-00001", [echo])])])
+        config["listeners"] = [{"name": "https", "address": "127.0.0.1:0",
+                                "tls": {"certificates": [{"certFile": cert, "keyFile": cert}]}}]
+        code, stderr = self.run_to_exit(self.write_config(config))
+        self.assertEqual(code, 1, stderr)
+        self.assertIn("listener https: TLS termination", stderr)
+
+
 class ReloadTest(IntegrationTest):
     def config(self, percent_a, echo_a, echo_b):
         return default_config([service(

@@ -43,13 +43,16 @@ void UpstreamPool::give_back(std::shared_ptr<UpstreamConnection> connection,
   if (it->second.size() >= max_idle_per_endpoint_) return discard(*connection);
   connection->idle_since = now;
   connection->in_pool = true;
+  it->second.push_back(std::move(connection));
+}
+
+void UpstreamPool::watch(const std::shared_ptr<UpstreamConnection>& connection) {
   connection->watching = true;
   connection->socket.async_read_some(
       boost::asio::buffer(&connection->watch_byte, 1),
       [this, connection](boost::system::error_code ec, std::size_t bytes) {
         on_watch_end(connection, ec, bytes);
       });
-  it->second.push_back(std::move(connection));
 }
 
 void UpstreamPool::on_watch_end(const std::shared_ptr<UpstreamConnection>& connection,
@@ -72,7 +75,7 @@ void UpstreamPool::discard(UpstreamConnection& connection) {
   connection.socket.close(ignored);
 }
 
-void UpstreamPool::close_idle(Clock::time_point now, std::chrono::milliseconds idle_timeout) {
+void UpstreamPool::sweep(Clock::time_point now, std::chrono::milliseconds idle_timeout) {
   for (auto& [key, connections] : idle_) {
     // Oldest first in the vector: close the prefix that has been idle too long.
     auto fresh = std::find_if(connections.begin(), connections.end(), [&](const auto& c) {
@@ -80,6 +83,13 @@ void UpstreamPool::close_idle(Clock::time_point now, std::chrono::milliseconds i
     });
     std::for_each(connections.begin(), fresh, [](const auto& c) { discard(*c); });
     connections.erase(connections.begin(), fresh);
+  }
+  // Watch what stays. A watch never completes inside async_read_some (Asio posts even an
+  // immediate completion), so this loop cannot see the vectors change under it.
+  for (auto& [key, connections] : idle_) {
+    for (const auto& c : connections) {
+      if (!c->watching) watch(c);
+    }
   }
 }
 

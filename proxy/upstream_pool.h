@@ -35,7 +35,8 @@ struct UpstreamConnection {
   std::uint64_t requests = 0;  // requests sent on it; > 0 means it was reused
   // While idle in the pool a one-byte read watches the connection, as nginx's keepalive
   // module does: an upstream that closes it, or writes after its response, is seen then,
-  // not by the next request.
+  // not by the next request. The watch starts at the pool's next sweep, not at once: a
+  // connection reused within a sweep interval costs no extra system call.
   bool in_pool = false;
   bool watching = false;
   char watch_byte = 0;
@@ -55,8 +56,8 @@ class UpstreamPool {
   std::shared_ptr<UpstreamConnection> take(std::string_view key);
   // Keep a connection whose last response ended cleanly; closes it when the pool is full.
   void give_back(std::shared_ptr<UpstreamConnection> connection, Clock::time_point now);
-  // Close connections idle since before `now - idle_timeout`.
-  void close_idle(Clock::time_point now, std::chrono::milliseconds idle_timeout);
+  // Close connections idle since before `now - idle_timeout`; start watching the others.
+  void sweep(Clock::time_point now, std::chrono::milliseconds idle_timeout);
   void close_all();
   void set_max_idle_per_endpoint(std::size_t n) { max_idle_per_endpoint_ = n; }
   std::size_t idle_count() const;
@@ -70,6 +71,7 @@ class UpstreamPool {
   };
   std::size_t max_idle_per_endpoint_;
   // LIFO per endpoint: the hottest connection is reused first, cold ones age out.
+  void watch(const std::shared_ptr<UpstreamConnection>& connection);
   void on_watch_end(const std::shared_ptr<UpstreamConnection>& connection,
                     boost::system::error_code ec, std::size_t bytes);
   static void discard(UpstreamConnection& connection);

@@ -123,7 +123,7 @@ void Worker::sweep() {
       auto& session = *it++;
       session.check_deadline(now);
     }
-    pool_.close_idle(now, view_->snapshot->config->timeouts.upstream_idle);
+    pool_.sweep(now, view_->snapshot->config->timeouts.upstream_idle);
     trim_chunks();
     if (draining_ && sessions_.empty()) {
       pool_.close_all();

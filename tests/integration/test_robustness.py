@@ -36,6 +36,20 @@ def content_length_of(head):
     return int(lower.split(b"content-length: ")[1].split(b"\r\n")[0])
 
 
+def drop_second_request_on_first_connection(backend, sock, index):
+    """An upstream that reads the second request on its first connection, then closes it
+    unanswered (as one does when its keep-alive timeout fires just then); later connections
+    answer everything."""
+    if not backend.read_head(sock):
+        return
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    if index == 0:
+        backend.read_head(sock)
+        return
+    while backend.read_head(sock):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
 class RobustnessTest(IntegrationTest):
     def start_proxy(self, endpoints, **top):
         config = default_config([service("hello", [("hello-1", endpoints)])],
@@ -86,17 +100,7 @@ class RobustnessTest(IntegrationTest):
         self.assertTrue(second.endswith(b"first-1"), second)
 
     def test_a_non_idempotent_request_is_never_sent_twice(self):
-        # The upstream takes the second request on a reused connection, then drops it unanswered.
-        def handler(backend, sock, index):
-            if not backend.read_head(sock):
-                return
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            if index == 0:
-                backend.read_head(sock)  # then close without an answer
-                return
-            while backend.read_head(sock):
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        backend = self.start_fake_backend(handler)
+        backend = self.start_fake_backend(drop_second_request_on_first_connection)
         proxy = self.start_proxy([backend.address])
         with RawConnection(proxy.port) as conn:
             self.assertEqual(conn.request(target="/warm", host="x").status, 200)
@@ -107,16 +111,7 @@ class RobustnessTest(IntegrationTest):
         self.assertEqual(len(charges), 1, "a POST must reach the upstream at most once")
 
     def test_a_get_is_sent_again_when_its_reused_connection_drops(self):
-        def handler(backend, sock, index):
-            if not backend.read_head(sock):
-                return
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            if index == 0:
-                backend.read_head(sock)
-                return
-            while backend.read_head(sock):
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        backend = self.start_fake_backend(handler)
+        backend = self.start_fake_backend(drop_second_request_on_first_connection)
         proxy = self.start_proxy([backend.address])
         with RawConnection(proxy.port) as conn:
             self.assertEqual(conn.request(target="/warm", host="x").status, 200)

@@ -5,9 +5,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>  // local replies
 
 #include "proxy/http_headers.h"

@@ -44,6 +44,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     }
     if (path == "/metrics") {
       return handlers_->metrics([self = shared_from_this()](std::string text) {
+        self->recycle_body_ = true;
         self->respond(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
                       std::move(text));
       });
@@ -60,6 +61,12 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     if (request_.method() == http::verb::head) response_.body().clear();
     http::async_write(socket_, response_,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (self->recycle_body_) {
+                          self->recycle_body_ = false;
+                          if (self->handlers_->recycle) {
+                            self->handlers_->recycle(std::move(self->response_.body()));
+                          }
+                        }
                         if (ec || !self->response_.keep_alive()) return self->close();
                         self->read();
                       });
@@ -76,6 +83,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
+  bool recycle_body_ = false;  // the body is a metrics text to hand back after the write
 };
 
 }  // namespace

@@ -15,6 +15,9 @@ struct AdminHandlers {
   std::function<bool()> ready;
   // Produces the Prometheus text asynchronously and calls back with it on the admin thread.
   std::function<void(std::function<void(std::string)>)> metrics;
+  // Takes back a metrics text once it is sent, so the next scrape reuses its memory (a
+  // rendering of thousands of series is tens of MiB: fresh pages cost more than formatting).
+  std::function<void(std::string)> recycle;
 };
 
 class AdminServer {

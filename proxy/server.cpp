@@ -71,6 +71,7 @@ struct Server::Impl {
   bool draining = false;
   std::uint64_t reloads_ok = 0;
   std::uint64_t reloads_failed = 0;
+  std::string spare_metrics_text;  // memory of the last scrape, reused by the next
 
   std::shared_ptr<const Snapshot> make_snapshot(config::Config config) {
     auto result = std::make_shared<Snapshot>();
@@ -165,7 +166,9 @@ struct Server::Impl {
       process.config_generation = generation;
       process.reloads_ok = reloads_ok;
       process.reloads_failed = reloads_failed;
-      gather->done(metrics::render_prometheus(gather->merged, catalog.snapshot(), process));
+      std::string text = std::move(spare_metrics_text);
+      metrics::render_prometheus_to(text, gather->merged, catalog.snapshot(), process);
+      gather->done(std::move(text));
     };
     if (workers.empty()) return finish();
     for (auto& worker : workers) {
@@ -248,6 +251,11 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
       AdminHandlers{[raw] { return !raw->draining; },
                     [raw](std::function<void(std::string)> done) {
                       raw->collect_metrics(std::move(done));
+                    },
+                    [raw](std::string text) {
+                      if (text.capacity() > raw->spare_metrics_text.capacity()) {
+                        raw->spare_metrics_text = std::move(text);
+                      }
                     }});
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

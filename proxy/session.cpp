@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ssl/stream_base.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/write.hpp>  // local replies
@@ -70,13 +71,13 @@ bool is_informational(unsigned status) { return status >= 100 && status < 200 &&
 
 Session::Session(Worker& worker, Socket socket, const ListenerSpec& listener)
     : worker_(worker),
-      socket_(std::move(socket)),
+      stream_(std::move(socket)),
       listener_(listener),
       arena_(worker.header_blocks()) {
   error_code ec;
-  auto remote = socket_.remote_endpoint(ec);
+  auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) client_ip_ = remote.address().to_string();
-  socket_.set_option(tcp::no_delay(true), ec);
+  stream_.socket().set_option(tcp::no_delay(true), ec);
   worker_.shard().connection_opened(listener_.id);
 }
 
@@ -87,9 +88,25 @@ Session::~Session() {
 
 void Session::start() {
   worker_.link(*this);
+  view_ = worker_.view();
+  if (listener_.tls != nullptr) {
+    // A TLS listener: the handshake comes first, within its own timeout.
+    stream_.use_tls(*listener_.tls);
+    phase_ = Phase::handshaking;
+    arm_deadline(listener_.handshake_timeout);
+    return stream_.tls()->async_handshake(
+        asio::ssl::stream_base::server, [self = shared_from_this()](error_code ec) {
+          if (self->phase_ != Phase::handshaking) return;
+          if (ec) return self->close();  // a failed handshake has no one to answer
+          self->wait_first_head();
+        });
+  }
+  wait_first_head();
+}
+
+void Session::wait_first_head() {
   // A new connection must start its first head within the request-headers timeout; one that
   // sends nothing (a preconnect, a health check) is closed without an answer.
-  view_ = worker_.view();
   phase_ = Phase::waiting;
   arm_deadline(config().timeouts.request_headers);
   parse_request_head();
@@ -160,7 +177,7 @@ void Session::parse_request_head() {
       return fail(ErrorKind::headers_too_large);
     }
   }
-  socket_.async_read_some(buffer_.prepare(kReadSize),
+  stream_.async_read_some(buffer_.prepare(kReadSize),
                           [self = shared_from_this()](error_code ec, std::size_t n) {
                             if (self->phase_ != Phase::waiting &&
                                 self->phase_ != Phase::reading_head) {
@@ -304,7 +321,7 @@ void Session::connect_upstream() {
   error_code ec;
   auto address = asio::ip::make_address(endpoint.address, ec);
   if (ec) return on_upstream_failure(ErrorKind::upstream_connect);
-  upstream_ = std::make_shared<UpstreamConnection>(socket_.get_executor());
+  upstream_ = std::make_shared<UpstreamConnection>(stream_.get_executor());
   upstream_->key.assign(key);
   timed_out_ = false;
   arm_deadline(config().timeouts.upstream_connect);
@@ -402,7 +419,7 @@ void Session::fill_request_chunk() {
   auto read_more = [self = shared_from_this()] {
     self->arm_deadline(self->config().timeouts.idle);
     self->waiting_on_client_ = true;
-    self->socket_.async_read_some(
+    self->stream_.async_read_some(
         self->buffer_.prepare(kBodyReadSize), [self](error_code ec, std::size_t n) {
           if (self->phase_ != Phase::sending_request) return;
           if (ec) {
@@ -420,7 +437,7 @@ void Session::fill_request_chunk() {
     // The client waits for this before it sends the body (RFC 9110 10.1.1).
     expect_continue_ = false;
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    return asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+    return asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
                              [self = shared_from_this(), read_more](error_code ec, std::size_t) {
                                if (self->phase_ != Phase::sending_request) return;
                                if (ec) {
@@ -555,7 +572,7 @@ void Session::fill_response_chunk() {
 void Session::write_response() {
   arm_deadline(config().timeouts.idle);
   const auto buffers = gather(response_framing_, response_->is_done());
-  asio::async_write(socket_, buffers, [self = shared_from_this()](error_code ec, std::size_t) {
+  asio::async_write(stream_, buffers, [self = shared_from_this()](error_code ec, std::size_t) {
     self->on_response_written(ec);
   });
 }
@@ -635,7 +652,7 @@ void Session::on_upstream_failure(ErrorKind kind) {
 
 void Session::reply_local(unsigned status, std::string_view text, bool close_after) {
   error_code ignored;
-  socket_.cancel(ignored);  // a pending head read must not race the reply
+  stream_.socket().cancel(ignored);  // a pending head read must not race the reply
   phase_ = Phase::replying;
   arm_deadline(config().timeouts.idle);  // a client that does not read its reply
   status_ = status;
@@ -647,7 +664,7 @@ void Session::reply_local(unsigned status, std::string_view text, bool close_aft
   // An HTTP/1.0 client assumes close unless told otherwise.
   if (client_keep_alive_ && client_http10_) reply.set(http::field::connection, "keep-alive");
   reply.prepare_payload();
-  http::async_write(socket_, reply, [self = shared_from_this()](error_code ec, std::size_t) {
+  http::async_write(stream_, reply, [self = shared_from_this()](error_code ec, std::size_t) {
     if (self->phase_ != Phase::replying) return;
     if (ec) {
       self->record_metrics();
@@ -675,11 +692,11 @@ void Session::close_gracefully() {
   if (phase_ != Phase::lingering) {
     phase_ = Phase::lingering;
     error_code ignored;
-    socket_.shutdown(Socket::shutdown_send, ignored);
+    stream_.socket().shutdown(Socket::shutdown_send, ignored);
     deadline_ = Clock::now() + kLingerTime;
   }
   buffer_.clear();
-  socket_.async_read_some(buffer_.prepare(kReadSize),
+  stream_.async_read_some(buffer_.prepare(kReadSize),
                           [self = shared_from_this()](error_code ec, std::size_t) {
                             if (self->phase_ != Phase::lingering) return;
                             if (ec) return self->close();
@@ -693,7 +710,7 @@ void Session::close() {
   deadline_ = Clock::time_point::max();
   release_upstream(false);
   error_code ignored;
-  socket_.close(ignored);
+  stream_.socket().close(ignored);
   unlink();  // off the worker's sweep list; the handlers still pending keep us alive
 }
 
@@ -702,6 +719,7 @@ void Session::check_deadline(Clock::time_point now) {
   deadline_ = Clock::time_point::max();
   error_code ignored;
   switch (phase_) {
+    case Phase::handshaking:
     case Phase::waiting:
     case Phase::lingering:
       return close();

@@ -18,6 +18,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "proxy/downstream.h"
 #include "proxy/header_arena.h"
 #include "proxy/http_headers.h"
 #include "proxy/proxy_error.h"
@@ -33,6 +34,7 @@ class Session : public SessionBase,
   ~Session() override;
 
   void start();
+  void wait_first_head();
   void check_deadline(Clock::time_point now) override;
   void drain() override;
   void abort() override { close(); }
@@ -45,6 +47,7 @@ class Session : public SessionBase,
   using error_code = boost::system::error_code;
 
   enum class Phase : std::uint8_t {
+    handshaking,      // TLS listener: before the first request
     waiting,          // keep-alive: no byte of the next request yet
     reading_head,     // 1
     connecting,       // 3
@@ -98,7 +101,7 @@ class Session : public SessionBase,
   const config::Config& config() const { return *view_->snapshot->config; }
 
   Worker& worker_;
-  Socket socket_;
+  Downstream stream_;
   const ListenerSpec& listener_;
   std::string client_ip_;
   boost::beast::flat_buffer buffer_;

@@ -23,6 +23,10 @@
 #include "proxy/upstream_pool.h"
 #include "routing/route_table.h"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace revgate::proxy {
 
 // What a config load produces, shared read-only by every worker.
@@ -68,6 +72,8 @@ struct ListenerSpec {
   std::uint32_t id = 0;  // index in the process's listener list (metrics label)
   std::string name;
   bool https = false;
+  boost::asio::ssl::context* tls = nullptr;  // this worker's context on a TLS listener
+  std::chrono::milliseconds handshake_timeout{10'000};
 };
 
 class Worker {

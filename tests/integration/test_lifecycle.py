@@ -218,16 +218,19 @@ class StartupFailureTest(IntegrationTest):
         self.assertIn(str(busy.getsockname()[1]), stderr)
 
 
-    def test_tls_configs_are_refused_until_the_proxy_serves_tls(self):
-        # Serving plain text where the user asked for TLS would be worse than not starting.
+    def test_https_redirect_is_refused_until_the_proxy_serves_it(self):
+        # Serving plain text where the user asked for a redirect to TLS would be worse than not
+        # starting.
         echo = self.start_echo("hello-00001")
-        cert = self.write_file("c.pem", "not used: the proxy refuses before loading\n")
+        cert = self.write_file("c.pem", "checked at load, refused before use\n")
         config = default_config([service("hello", [("hello-00001", [echo])])])
-        config["listeners"] = [{"name": "https", "address": "127.0.0.1:0",
-                                "tls": {"certificates": [{"certFile": cert, "keyFile": cert}]}}]
+        config["listeners"] = [
+            {"name": "http", "address": "127.0.0.1:0", "httpsRedirect": True},
+            {"name": "https", "address": "127.0.0.1:0",
+             "tls": {"certificates": [{"certFile": cert, "keyFile": cert}]}}]
         code, stderr = self.run_to_exit(self.write_config(config))
         self.assertEqual(code, 1, stderr)
-        self.assertIn("listener https: TLS termination", stderr)
+        self.assertIn("listener http: httpsRedirect is not served", stderr)
 
 
 class ReloadTest(IntegrationTest):

@@ -1,0 +1,53 @@
+// The client side of a session: a TCP socket, or TLS over it on a TLS listener. One type so
+// the session's phases are written once; each call picks the layer with one branch.
+// Used by its session's worker thread only.
+#pragma once
+
+#include <optional>
+#include <utility>
+
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+
+#include "proxy/net.h"
+
+namespace revgate::proxy {
+
+class Downstream {
+ public:
+  using executor_type = Executor;
+  using TlsStream = boost::asio::ssl::stream<Socket>;
+
+  explicit Downstream(Socket socket) : socket_(std::move(socket)) {}
+
+  // On a TLS listener, before anything is read: from now on bytes go through TLS.
+  void use_tls(boost::asio::ssl::context& context) { tls_.emplace(std::move(socket_), context); }
+  TlsStream* tls() { return tls_ ? &*tls_ : nullptr; }
+
+  // The TCP socket under it all: options, cancel, shutdown, close.
+  Socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
+  executor_type get_executor() { return socket_.get_executor(); }
+
+  template <class MutableBuffers, class Handler>
+  void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    if (tls_) {
+      tls_->async_read_some(buffers, std::forward<Handler>(handler));
+    } else {
+      socket_.async_read_some(buffers, std::forward<Handler>(handler));
+    }
+  }
+  template <class ConstBuffers, class Handler>
+  void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    if (tls_) {
+      tls_->async_write_some(buffers, std::forward<Handler>(handler));
+    } else {
+      socket_.async_write_some(buffers, std::forward<Handler>(handler));
+    }
+  }
+
+ private:
+  Socket socket_;  // moved into tls_ on a TLS listener (a moved-from socket keeps its executor)
+  std::optional<TlsStream> tls_;
+};
+
+}  // namespace revgate::proxy

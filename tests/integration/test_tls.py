@@ -1,0 +1,121 @@
+"""TLS termination on listeners (issue 3, first part): requests through a TLS listener carry
+X-Forwarded-Proto https, SNI chooses the certificate, old protocols are refused, a silent
+handshake is closed, and a bad certificate stops the start with a line naming the file.
+Certificates are made here, at test time, with the openssl command."""
+
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import time
+import unittest
+
+from harness import IntegrationTest, default_config, service
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(directory):
+    """A local CA and two leaves: example.com (+ the service host) and other.test."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.crt", "-days", "365", "-subj", "/CN=Test CA",
+            cwd=directory)
+    for name, sans in (("example", "DNS:example.com,DNS:hello.default.example.com"),
+                       ("other", "DNS:other.test")):
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+                cwd=directory)
+        with open(os.path.join(directory, f"{name}.ext"), "w") as f:
+            f.write(f"subjectAltName={sans}\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "120", "-extfile",
+                f"{name}.ext", cwd=directory)
+
+
+class TlsListenerTest(IntegrationTest):
+    def setUp(self):
+        super().setUp()
+        make_pki(self.tmpdir)
+        self.a, self.b = self.start_echos("hello-00001", "hello-00002")
+        config = default_config(
+            [service("hello", [("hello-00001", [self.a]), ("hello-00002", [self.b])],
+                     [{"revisionName": "hello-00001", "percent": 90},
+                      {"revisionName": "hello-00002", "percent": 10}])],
+            domainMappings=[{"domain": "*", "service": "hello"}])
+        config["listeners"] = [{
+            "name": "https", "address": "127.0.0.1:0",
+            "tls": {"certificates": [{"certFile": "example.crt", "keyFile": "example.key"},
+                                     {"certFile": "other.crt", "keyFile": "other.key"}],
+                    "handshakeTimeout": "1s"}}]
+        self.proxy = self.start_revgate(config)
+        self.context = ssl.create_default_context(cafile=os.path.join(self.tmpdir, "ca.crt"))
+
+    def https(self, server_name="example.com"):
+        conn = http.client.HTTPSConnection("127.0.0.1", self.proxy.port, timeout=10,
+                                           context=self.context)
+        # Connect to loopback but present (and verify) the name a real client would use.
+        conn._tunnel_host = None
+        sock = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        conn.sock = self.context.wrap_socket(sock, server_hostname=server_name)
+        return conn
+
+    def test_requests_arrive_with_x_forwarded_proto_https_and_split_per_request(self):
+        conn = self.https()
+        seen = []
+        for _ in range(20):
+            conn.request("GET", "/", headers={"Host": "hello.default.example.com"})
+            response = conn.getresponse()
+            body = response.read()
+            self.assertEqual(response.status, 200)
+            seen.append(response.getheader("x-revision"))
+        self.assertIn(b'"x-forwarded-proto":"https"', body)
+        self.assertEqual(seen.count("hello-00001"), 18, seen)
+        self.assertEqual(seen.count("hello-00002"), 2, seen)
+
+    def test_sni_chooses_the_certificate_and_no_sni_gets_the_first(self):
+        def subject(*sni):
+            result = subprocess.run(
+                ["openssl", "s_client", "-connect", f"127.0.0.1:{self.proxy.port}", *sni],
+                input=b"", capture_output=True, timeout=10)
+            return result.stdout.decode(errors="replace")
+        self.assertIn("subject=CN = other", subject("-servername", "other.test"))
+        self.assertIn("subject=CN = example", subject("-servername", "example.com"))
+        self.assertIn("subject=CN = example", subject("-noservername"))
+
+    def test_tls_1_1_is_refused_even_when_the_client_offers_it(self):
+        result = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{self.proxy.port}", "-tls1_1",
+             "-cipher", "DEFAULT@SECLEVEL=0", "-servername", "example.com"],
+            input=b"", capture_output=True, timeout=10)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(b"Cipher is (NONE)", result.stdout, "no session was established")
+
+    def test_a_silent_client_is_closed_after_the_handshake_timeout(self):
+        sock = socket.create_connection(("127.0.0.1", self.proxy.port))
+        self.addCleanup(sock.close)
+        sock.settimeout(4)
+        started = time.monotonic()
+        self.assertEqual(sock.recv(100), b"")
+        self.assertLess(time.monotonic() - started, 3.5)
+
+
+class TlsStartupTest(IntegrationTest):
+    def test_a_key_that_does_not_match_its_certificate_stops_the_start(self):
+        make_pki(self.tmpdir)
+        echo = self.start_echo("hello-00001")
+        config = default_config([service("hello", [("hello-00001", [echo])])])
+        config["listeners"] = [{
+            "name": "https", "address": "127.0.0.1:0",
+            "tls": {"certificates": [{"certFile": "example.crt", "keyFile": "other.key"}]}}]
+        path = self.write_config(config)
+        result = subprocess.run([os.environ.get("REVGATE_BIN", ""), "run", "-c", path],
+                                capture_output=True, timeout=20)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(b"other.key", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -24,6 +24,9 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
+// How often certificate files are checked for changes (stat only; a reload when they changed).
+constexpr std::chrono::seconds kCertificatePollInterval{2};
+
 namespace {
 
 std::expected<Acceptor, std::string> bind_acceptor(asio::io_context& io, const std::string& host,
@@ -61,6 +64,14 @@ struct Server::Impl {
   // One TLS context per worker per TLS listener (a context's reload is not synchronised, so
   // each belongs to one worker). Declared before the workers: their sessions use them.
   std::vector<std::unique_ptr<tls::ServerContext>> tls_contexts;
+  // Certificates of each TLS listener: reloaded here (control thread), installed by each
+  // worker on its own thread into its own context.
+  struct TlsListener {
+    std::string name;
+    std::unique_ptr<tls::CertificateReloader> reloader;
+    std::vector<std::pair<Worker*, tls::ServerContext*>> contexts;
+  };
+  std::vector<TlsListener> tls_listeners;
   // The control loop (admin, signals, reloads, the grace timer). With one worker it is that
   // worker's loop on the main thread: a single-threaded process, like one nginx worker, whose
   // socket calls take the kernel's cheaper single-threaded file lookup. With more workers it
@@ -72,11 +83,13 @@ struct Server::Impl {
   std::unique_ptr<AdminServer> admin;
   std::optional<asio::signal_set> signals;
   std::optional<asio::steady_timer> grace_timer;
+  std::optional<asio::steady_timer> certificate_poll;
   std::size_t running_workers = 0;
   bool draining = false;
   std::uint64_t reloads_ok = 0;
   std::uint64_t reloads_failed = 0;
   std::string spare_metrics_text;  // memory of the last scrape, reused by the next
+  std::uint64_t certificate_reloads_failed = 0;
 
   std::shared_ptr<const Snapshot> make_snapshot(config::Config config) {
     auto result = std::make_shared<Snapshot>();
@@ -98,6 +111,7 @@ struct Server::Impl {
       if (ec) return;
       if (signal == SIGHUP) {
         reload();
+        reload_certificates(true);
         return wait_signal();
       }
       log_info("signal {}: draining, grace period {} ms", signal == SIGINT ? "SIGINT" : "SIGTERM",
@@ -129,10 +143,40 @@ struct Server::Impl {
     log_info("reload: config generation {} in force", generation);
   }
 
+  // SIGHUP reloads every listener's files; the poll only those whose files changed. A bad file
+  // leaves the certificates in force and is reported once per change.
+  void reload_certificates(bool forced) {
+    for (auto& listener : tls_listeners) {
+      auto result = forced ? std::optional(listener.reloader->reload()) : listener.reloader->poll();
+      if (!result) continue;
+      if (!*result) {
+        ++certificate_reloads_failed;
+        log_error("listener {}: certificate reload failed, the certificates in force stay: {}",
+                  listener.name, result->error());
+        continue;
+      }
+      for (auto [worker, context] : listener.contexts) {
+        asio::post(worker->io(), [context, set = **result] { context->install(set); });
+      }
+      log_info("listener {}: certificates reloaded", listener.name);
+    }
+  }
+
+  void poll_certificates() {
+    if (tls_listeners.empty()) return;
+    certificate_poll->expires_after(kCertificatePollInterval);
+    certificate_poll->async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      reload_certificates(false);
+      poll_certificates();
+    });
+  }
+
   void begin_drain() {
     if (draining) return;
     draining = true;
     signals->cancel();
+    certificate_poll->cancel();
     if (admin) admin->close();
     for (auto& worker : workers) worker->drain();
     grace_timer->expires_after(snapshot->config->timeouts.shutdown_grace);
@@ -233,6 +277,7 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
   }
   impl->signals.emplace(*impl->io, SIGINT, SIGTERM, SIGHUP);
   impl->grace_timer.emplace(*impl->io);
+  impl->certificate_poll.emplace(*impl->io);
   // Session tickets are encrypted with keys shared by every worker's context, so a client
   // resumes whichever worker the kernel hands its next connection to.
   std::optional<tls::SessionTicketKeys> ticket_keys;
@@ -251,6 +296,10 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
         ticket_keys = std::move(*keys);
       }
     }
+    if (listener.tls) {
+      impl->tls_listeners.push_back(
+          {listener.name, std::make_unique<tls::CertificateReloader>(certificates), {}});
+    }
     std::uint16_t port = listener.port;
     for (auto& worker : impl->workers) {
       auto acceptor = bind_acceptor(worker->io(), listener.host, port, true);
@@ -261,6 +310,7 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
         auto context = tls::ServerContext::create(*listener.tls, certificates, *ticket_keys);
         if (!context) return std::unexpected(fmt::format("listener {}: {}", listener.name, context.error()));
         spec.tls = &(*context)->asio_context();
+        impl->tls_listeners.back().contexts.emplace_back(worker.get(), context->get());
         spec.handshake_timeout = listener.tls->handshake_timeout;
         impl->tls_contexts.push_back(std::move(*context));
       }
@@ -291,6 +341,7 @@ std::vector<BoundAddress> Server::bound_addresses() const { return impl_->bound;
 int Server::run() {
   auto& impl = *impl_;
   impl.wait_signal();
+  impl.poll_certificates();
   impl.admin->start();
   for (const auto& bound : impl.bound) {
     log_info("{} listening on {}:{}", bound.name, bound.host, bound.port);

@@ -5,6 +5,7 @@ Certificates are made here, at test time, with the openssl command."""
 
 import http.client
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -57,9 +58,9 @@ class TlsListenerTest(IntegrationTest):
         conn = http.client.HTTPSConnection("127.0.0.1", self.proxy.port, timeout=10,
                                            context=self.context)
         # Connect to loopback but present (and verify) the name a real client would use.
-        conn._tunnel_host = None
         sock = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
         conn.sock = self.context.wrap_socket(sock, server_hostname=server_name)
+        self.addCleanup(conn.close)
         return conn
 
     def test_requests_arrive_with_x_forwarded_proto_https_and_split_per_request(self):
@@ -100,6 +101,81 @@ class TlsListenerTest(IntegrationTest):
         started = time.monotonic()
         self.assertEqual(sock.recv(100), b"")
         self.assertLess(time.monotonic() - started, 3.5)
+
+
+class TlsReloadTest(IntegrationTest):
+    """New handshakes get new certificates after SIGHUP or a file change; open connections keep
+    theirs; a bad file leaves the certificates in force."""
+
+    def setUp(self):
+        super().setUp()
+        make_pki(self.tmpdir)
+        self.install_files("example")
+        echo = self.start_echo("hello-00001")
+        config = default_config([service("hello", [("hello-00001", [echo])])],
+                                domainMappings=[{"domain": "*", "service": "hello"}])
+        config["listeners"] = [{
+            "name": "https", "address": "127.0.0.1:0",
+            "tls": {"certificates": [{"certFile": "live.crt", "keyFile": "live.key"}]}}]
+        self.proxy = self.start_revgate(config)
+
+    def install_files(self, name):
+        for ext in ("crt", "key"):
+            with open(os.path.join(self.tmpdir, f"{name}.{ext}"), "rb") as f:
+                data = f.read()
+            path = os.path.join(self.tmpdir, f"live.{ext}")
+            with open(path + ".tmp", "wb") as f:
+                f.write(data)
+            os.replace(path + ".tmp", path)
+
+    def served_subject(self):
+        result = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{self.proxy.port}", "-noservername"],
+            input=b"", capture_output=True, timeout=10)
+        out = result.stdout.decode(errors="replace")
+        return "other" if "subject=CN = other" in out else "example" if "subject=CN = example" in out else out
+
+    def open_connection(self):
+        context = ssl.create_default_context(cafile=os.path.join(self.tmpdir, "ca.crt"))
+        context.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", self.proxy.port, timeout=10,
+                                           context=context)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/", headers={"Host": "x"})
+        self.assertEqual(conn.getresponse().read()[:1], b"{")
+        return conn
+
+    def test_sighup_swaps_certificates_for_new_handshakes_and_keeps_open_connections(self):
+        self.assertEqual(self.served_subject(), "example")
+        conn = self.open_connection()
+        mark = self.proxy.line_count()
+        self.install_files("other")
+        self.proxy.signal(signal.SIGHUP)
+        self.assertIsNotNone(self.proxy.wait_for_line(r"listener https: certificates reloaded",
+                                                      start=mark), self.proxy.stderr_text())
+        self.assertEqual(self.served_subject(), "other")
+        conn.request("GET", "/", headers={"Host": "x"})
+        response = conn.getresponse()
+        response.read()
+        self.assertEqual(response.status, 200, "the open connection is untouched")
+
+        mark = self.proxy.line_count()
+        with open(os.path.join(self.tmpdir, "live.crt"), "w") as f:
+            f.write("not a certificate\n")
+        self.proxy.signal(signal.SIGHUP)
+        self.assertIsNotNone(
+            self.proxy.wait_for_line(r"certificate reload failed.*live\.crt", start=mark),
+            self.proxy.stderr_text())
+        self.assertEqual(self.served_subject(), "other", "a bad file keeps what is in force")
+        self.assertTrue(self.proxy.running())
+
+    def test_changed_files_are_picked_up_without_a_signal(self):
+        mark = self.proxy.line_count()
+        self.install_files("other")
+        self.assertIsNotNone(self.proxy.wait_for_line(r"listener https: certificates reloaded",
+                                                      start=mark, timeout=10),
+                             self.proxy.stderr_text())
+        self.assertEqual(self.served_subject(), "other")
 
 
 class TlsStartupTest(IntegrationTest):

@@ -241,14 +241,8 @@ Server::~Server() {
 
 std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Config config,
                                                                    std::string config_path) {
-  // The config module accepts all of issue 3's keys, but the proxy serves only TLS listeners so
-  // far: refuse the rest rather than serve plain text where the user asked for TLS.
-  for (const auto& listener : config.listeners) {
-    if (listener.https_redirect) {
-      return std::unexpected(fmt::format(
-          "listener {}: httpsRedirect is not served by this build yet", listener.name));
-    }
-  }
+  // The config module accepts all of issue 3's keys, but the proxy does not dial upstreams over
+  // TLS yet: refuse rather than send plain text where the user asked for TLS.
   for (const auto& service : config.services) {
     for (const auto& revision : service.revisions) {
       for (const auto& endpoint : revision.endpoints) {
@@ -318,6 +312,12 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
     }
     impl->bound.push_back({listener.name, listener.host, port});
   }
+  // httpsRedirect points at the first TLS listener's port (validation requires one).
+  std::uint16_t https_port = 0;
+  for (std::size_t id = 0; id < cfg.listeners.size() && https_port == 0; ++id) {
+    if (cfg.listeners[id].tls) https_port = impl->bound[id].port;
+  }
+  for (auto& worker : impl->workers) worker->set_https_redirect(cfg, https_port);
   auto admin = bind_acceptor(*impl->io, cfg.admin.host, cfg.admin.port, false);
   if (!admin) return std::unexpected("admin: " + admin.error());
   impl->bound.push_back({"admin", cfg.admin.host, admin->local_endpoint().port()});

@@ -280,6 +280,7 @@ void Session::on_request_head() {
 // ---------------------------------------------------------------- 2. route
 
 void Session::route_request() {
+  if (listener_.https_redirect_port != 0) return redirect_to_https();
   auto& request = request_->get();
   decision_ = view_->router.route(route_view_, worker_.rng().next());
   if (!decision_) return fail(ErrorKind::no_route);
@@ -650,7 +651,26 @@ void Session::on_upstream_failure(ErrorKind kind) {
   fail(kind);
 }
 
-void Session::reply_local(unsigned status, std::string_view text, bool close_after) {
+void Session::redirect_to_https() {
+  // Istio Gateway's httpsRedirect: the same host and target on the TLS listener's port.
+  char host[256];
+  std::size_t host_length = 0;
+  if (!routing::normalize_host(route_view_.host, host, host_length)) {
+    return fail(ErrorKind::bad_request);
+  }
+  std::string location = "https://";
+  location.append(host, host_length);
+  if (listener_.https_redirect_port != 443) {
+    location += ':';
+    location += std::to_string(listener_.https_redirect_port);
+  }
+  location.append(request_->get().target());
+  const bool body_left = !request_->is_done();
+  reply_local(301, "moved to https\n", body_left, location);
+}
+
+void Session::reply_local(unsigned status, std::string_view text, bool close_after,
+                          std::string_view location) {
   error_code ignored;
   stream_.socket().cancel(ignored);  // a pending head read must not race the reply
   phase_ = Phase::replying;
@@ -659,6 +679,7 @@ void Session::reply_local(unsigned status, std::string_view text, bool close_aft
   if (close_after || draining_ || worker_.draining()) client_keep_alive_ = false;
   auto& reply = local_reply_.emplace(static_cast<http::status>(status), 11);
   reply.set(http::field::content_type, "text/plain; charset=utf-8");
+  if (!location.empty()) reply.set(http::field::location, location);
   reply.body().assign(text.data(), text.size());
   reply.keep_alive(client_keep_alive_);
   // An HTTP/1.0 client assumes close unless told otherwise.

@@ -91,7 +91,9 @@ class Session : public SessionBase,
   // Failures and local replies.
   void fail(ErrorKind kind);
   void on_upstream_failure(ErrorKind kind);
-  void reply_local(unsigned status, std::string_view body, bool close);
+  void reply_local(unsigned status, std::string_view body, bool close,
+                   std::string_view location = {});
+  void redirect_to_https();
   void record_metrics();
   void close();
   void close_gracefully();

@@ -72,6 +72,14 @@ void Worker::add_listener(Acceptor acceptor, ListenerSpec spec) {
       Listener{std::move(acceptor), std::move(spec), boost::asio::steady_timer(io_), {}}));
 }
 
+void Worker::set_https_redirect(const config::Config& config, std::uint16_t https_port) {
+  for (auto& listener : listeners_) {
+    if (config.listeners[listener->spec.id].https_redirect) {
+      listener->spec.https_redirect_port = https_port;
+    }
+  }
+}
+
 void Worker::start(std::function<void()> on_exit) {
   thread_ = std::thread([this, on_exit = std::move(on_exit)] {
     run();

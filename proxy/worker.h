@@ -74,6 +74,7 @@ struct ListenerSpec {
   bool https = false;
   boost::asio::ssl::context* tls = nullptr;  // this worker's context on a TLS listener
   std::chrono::milliseconds handshake_timeout{10'000};
+  std::uint16_t https_redirect_port = 0;  // httpsRedirect: answer 301 to https on this port
 };
 
 class Worker {
@@ -88,6 +89,8 @@ class Worker {
 
   // Before start(), from the main thread: adopt an already bound, listening socket.
   void add_listener(Acceptor acceptor, ListenerSpec spec);
+  // Before start(): listeners with httpsRedirect answer 301 to `https_port`.
+  void set_https_redirect(const config::Config& config, std::uint16_t https_port);
   // Runs the event loop on a new thread; `on_exit` is called on it when the loop ends.
   void start(std::function<void()> on_exit);
   // Runs the event loop on the calling thread until it is drained or stopped.

@@ -218,19 +218,12 @@ class StartupFailureTest(IntegrationTest):
         self.assertIn(str(busy.getsockname()[1]), stderr)
 
 
-    def test_https_redirect_is_refused_until_the_proxy_serves_it(self):
-        # Serving plain text where the user asked for a redirect to TLS would be worse than not
-        # starting.
-        echo = self.start_echo("hello-00001")
-        cert = self.write_file("c.pem", "checked at load, refused before use\n")
-        config = default_config([service("hello", [("hello-00001", [echo])])])
-        config["listeners"] = [
-            {"name": "http", "address": "127.0.0.1:0", "httpsRedirect": True},
-            {"name": "https", "address": "127.0.0.1:0",
-             "tls": {"certificates": [{"certFile": cert, "keyFile": cert}]}}]
+    def test_https_endpoints_are_refused_until_the_proxy_dials_tls(self):
+        # Sending plain text where the user asked for TLS would be worse than not starting.
+        config = default_config([service("hello", [("hello-00001", ["https://127.0.0.1:9443"])])])
         code, stderr = self.run_to_exit(self.write_config(config))
         self.assertEqual(code, 1, stderr)
-        self.assertIn("listener http: httpsRedirect is not served", stderr)
+        self.assertIn("revision hello-00001: https:// endpoints are not served", stderr)
 
 
 class ReloadTest(IntegrationTest):

@@ -178,6 +178,29 @@ class TlsReloadTest(IntegrationTest):
         self.assertEqual(self.served_subject(), "other")
 
 
+class HttpsRedirectTest(IntegrationTest):
+    def test_a_redirect_listener_answers_301_to_the_same_host_and_target_on_https(self):
+        make_pki(self.tmpdir)
+        echo = self.start_echo("hello-00001")
+        config = default_config([service("hello", [("hello-00001", [echo])])],
+                                domainMappings=[{"domain": "*", "service": "hello"}])
+        config["listeners"] = [
+            {"name": "http", "address": "127.0.0.1:0", "httpsRedirect": True},
+            {"name": "https", "address": "127.0.0.1:0",
+             "tls": {"certificates": [{"certFile": "example.crt", "keyFile": "example.key"}]}}]
+        proxy = self.start_revgate(config)
+        https_port = int(proxy.wait_for_line(r"https listening on [\d.]+:(\d+)").group(1))
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/a/b?c=1", headers={"Host": "WWW.Example.com:8080"})
+        response = conn.getresponse()
+        response.read()
+        self.assertEqual(response.status, 301)
+        self.assertEqual(response.getheader("location"),
+                         f"https://www.example.com:{https_port}/a/b?c=1")
+        self.assertEqual(echo.stats()["requests"], 1, "only the stats request reached the echo")
+
+
 class TlsStartupTest(IntegrationTest):
     def test_a_key_that_does_not_match_its_certificate_stops_the_start(self):
         make_pki(self.tmpdir)

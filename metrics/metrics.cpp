@@ -222,6 +222,11 @@ void WorkerShard::connection_opened(std::uint32_t listener) {
   ++listeners_[listener].open;
 }
 
+void WorkerShard::tls_handshake(std::uint32_t listener, TlsHandshake outcome) {
+  if (listener >= listeners_.size()) listeners_.resize(listener + 1);
+  ++listeners_[listener].tls_handshakes[outcome];
+}
+
 void WorkerShard::connection_closed(std::uint32_t listener) {
   if (listener >= listeners_.size()) listeners_.resize(listener + 1);
   --listeners_[listener].open;
@@ -248,6 +253,9 @@ void WorkerShard::merge(const WorkerShard& other) {
   for (std::size_t i = 0; i < other.listeners_.size(); ++i) {
     listeners_[i].accepted += other.listeners_[i].accepted;
     listeners_[i].open += other.listeners_[i].open;
+    for (std::size_t k = 0; k < listeners_[i].tls_handshakes.size(); ++k) {
+      listeners_[i].tls_handshakes[k] += other.listeners_[i].tls_handshakes[k];
+    }
   }
 }
 
@@ -412,6 +420,31 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
   listener_family("revgate_downstream_connections_open", "gauge",
                   "Downstream connections currently open, by listener.",
                   [&](const WorkerShard::ListenerStats& st) { append_int(out, st.open); });
+
+  // TLS handshakes, for the listeners that saw any: result and negotiated protocol.
+  {
+    static constexpr std::string_view kHandshakes = "revgate_tls_handshakes_total";
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 4> kOutcomes = {{
+        {"success", "TLSv1.2"}, {"success", "TLSv1.3"}, {"failure", "-"}, {"timeout", "-"}}};
+    append_family_header(out, kHandshakes, "counter",
+                         "TLS handshakes on TLS listeners, by result and negotiated protocol.");
+    for (std::size_t i = 0; i < process.listener_names.size() && i < stats.size(); ++i) {
+      const auto& counts = stats[i].tls_handshakes;
+      if (counts == decltype(stats[i].tls_handshakes){}) continue;
+      for (std::size_t k = 0; k < kOutcomes.size(); ++k) {
+        out.append(kHandshakes);
+        out.append("{listener=\"");
+        append_escaped(out, process.listener_names[i]);
+        out.append("\",result=\"");
+        out.append(kOutcomes[k].first);
+        out.append("\",protocol=\"");
+        out.append(kOutcomes[k].second);
+        out.append("\"} ");
+        append_uint(out, counts[k]);
+        out.push_back('\n');
+      }
+    }
+  }
 
   // Configured split. A label set listed twice (one revision named by two untagged targets)
   // becomes one series with the summed percent: the text format allows no duplicate series.

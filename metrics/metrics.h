@@ -103,7 +103,11 @@ class WorkerShard {
   struct ListenerStats {
     std::uint64_t accepted = 0;
     std::int64_t open = 0;
+    // TLS handshakes on a TLS listener, by outcome (indexed by TlsHandshake).
+    std::array<std::uint64_t, 4> tls_handshakes{};
   };
+  enum TlsHandshake : std::uint8_t { kTls12, kTls13, kTlsFailure, kTlsTimeout };
+  void tls_handshake(std::uint32_t listener, TlsHandshake outcome);
   const std::vector<ListenerStats>& listeners() const { return listeners_; }
 
  private:

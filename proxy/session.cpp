@@ -97,7 +97,15 @@ void Session::start() {
     return stream_.tls()->async_handshake(
         asio::ssl::stream_base::server, [self = shared_from_this()](error_code ec) {
           if (self->phase_ != Phase::handshaking) return;
-          if (ec) return self->close();  // a failed handshake has no one to answer
+          auto& shard = self->worker_.shard();
+          if (ec) {
+            shard.tls_handshake(self->listener_.id, metrics::WorkerShard::kTlsFailure);
+            return self->close();  // a failed handshake has no one to answer
+          }
+          shard.tls_handshake(self->listener_.id,
+                              SSL_version(self->stream_.tls()->native_handle()) == TLS1_3_VERSION
+                                  ? metrics::WorkerShard::kTls13
+                                  : metrics::WorkerShard::kTls12);
           self->wait_first_head();
         });
   }
@@ -741,6 +749,8 @@ void Session::check_deadline(Clock::time_point now) {
   error_code ignored;
   switch (phase_) {
     case Phase::handshaking:
+      worker_.shard().tls_handshake(listener_.id, metrics::WorkerShard::kTlsTimeout);
+      return close();
     case Phase::waiting:
     case Phase::lingering:
       return close();

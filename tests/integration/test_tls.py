@@ -5,6 +5,7 @@ Certificates are made here, at test time, with the openssl command."""
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -12,7 +13,7 @@ import subprocess
 import time
 import unittest
 
-from harness import IntegrationTest, default_config, service
+from harness import IntegrationTest, default_config, metric_sum, service
 
 
 def openssl(*args, cwd):
@@ -93,6 +94,32 @@ class TlsListenerTest(IntegrationTest):
             input=b"", capture_output=True, timeout=10)
         self.assertNotEqual(result.returncode, 0)
         self.assertIn(b"Cipher is (NONE)", result.stdout, "no session was established")
+
+    def test_handshakes_are_counted_by_result_and_protocol(self):
+        conn = self.https()
+        conn.request("GET", "/", headers={"Host": "x"})
+        conn.getresponse().read()
+        subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{self.proxy.port}",
+                        "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+                       input=b"", capture_output=True, timeout=10)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            samples = self.proxy.metrics()
+            failures = metric_sum(samples, "revgate_tls_handshakes_total", listener="https",
+                                  result="failure")
+            if failures >= 1:
+                break
+            time.sleep(0.1)
+        self.assertGreaterEqual(metric_sum(samples, "revgate_tls_handshakes_total",
+                                           listener="https", result="success",
+                                           protocol="TLSv1.3"), 1)
+        self.assertGreaterEqual(failures, 1, "the refused TLS 1.1 client")
+        if shutil.which("promtool"):
+            out = subprocess.run(["promtool", "check", "metrics"],
+                                 input=self.proxy.metrics_text(), capture_output=True, text=True)
+            remarks = [line for line in (out.stdout + out.stderr).splitlines()
+                       if line and "istio_request_duration_milliseconds" not in line]
+            self.assertEqual(remarks, [], out.stdout + out.stderr)
 
     def test_a_silent_client_is_closed_after_the_handshake_timeout(self):
         sock = socket.create_connection(("127.0.0.1", self.proxy.port))

@@ -446,6 +446,27 @@ TEST(RenderPrometheus, BucketsAreCumulativeWithPlainDecimalBounds) {
   EXPECT_TRUE(has_line(text, "istio_request_duration_milliseconds_count{" + kHelloLabels + "} 7"));
 }
 
+TEST(RenderPrometheus, TlsHandshakesAreSummedAcrossShardsForTlsListenersOnly) {
+  WorkerShard a, b;
+  a.tls_handshake(1, WorkerShard::kTls13);
+  b.tls_handshake(1, WorkerShard::kTls13);
+  b.tls_handshake(1, WorkerShard::kTlsFailure);
+  a.connection_opened(0);  // a plain listener: no handshake lines for it
+  WorkerShard merged;
+  merged.merge(a);
+  merged.merge(b);
+  ProcessView process;
+  process.listener_names = {"http", "https"};
+  const std::string text = render_prometheus(merged, {}, process);
+  EXPECT_TRUE(has_line(
+      text, R"(revgate_tls_handshakes_total{listener="https",result="success",protocol="TLSv1.3"} 2)"));
+  EXPECT_TRUE(has_line(
+      text, R"(revgate_tls_handshakes_total{listener="https",result="failure",protocol="-"} 1)"));
+  EXPECT_TRUE(has_line(
+      text, R"(revgate_tls_handshakes_total{listener="https",result="timeout",protocol="-"} 0)"));
+  EXPECT_EQ(text.find(R"(revgate_tls_handshakes_total{listener="http",)"), std::string::npos);
+}
+
 TEST(RenderPrometheus, EscapesLabelValues) {
   DestinationCatalog catalog;
   const auto id = catalog.intern({"a\"b\\c\nd.example", "svc", "ns", "r\"1"});

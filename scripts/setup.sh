@@ -14,7 +14,7 @@ build_pkgs=(
   libyaml-cpp-dev libssl-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
-test_pkgs=(prometheus curl openssl python3 procps ca-certificates)
+test_pkgs=(prometheus curl openssl python3 procps ca-certificates testssl.sh)
 bench_pkgs=(nginx haproxy wrk python3 procps openssl)
 runtime_pkgs=(libboost-json1.81.0 libyaml-cpp0.7 libfmt9 libssl3 ca-certificates)
 

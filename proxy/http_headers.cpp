@@ -1,6 +1,7 @@
 #include "proxy/http_headers.h"
 
 #include <array>
+#include <charconv>
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
@@ -78,12 +79,7 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 
 void append_decimal(std::string& out, std::uint64_t value) {
   char digits[20];
-  int n = 0;
-  do {
-    digits[n++] = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value != 0);
-  while (n > 0) out.push_back(digits[--n]);
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
 }
 
 void append_framing(std::string& out, Framing framing, std::uint64_t content_length) {

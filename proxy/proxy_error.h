@@ -1,5 +1,5 @@
-// The one error type of the data plane (ARCHITECTURE.md "Errors"): what went wrong, who caused
-// it, and the single mapping from it to a status code, an Envoy response flag and a message.
+// The one error type of the data plane (ARCHITECTURE.md "Errors"): what went wrong, and the
+// single mapping from it to a status code, an Envoy response flag and a message.
 // Plain values; any thread.
 #pragma once
 
@@ -24,41 +24,12 @@ enum class ErrorKind : std::uint8_t {
   no_healthy_upstream,    // revision without endpoints (503 UH)
 };
 
-enum class Culprit : std::uint8_t { client, upstream, proxy };
-
-struct ProxyError {
-  ErrorKind kind;
-  Culprit culprit;
-  bool retryable;  // safe to send the request again elsewhere
-};
-
 struct ErrorReply {
   unsigned status;
   std::uint16_t flags;   // metrics::ResponseFlag bits
   std::string_view body; // plain-text body, ends with a newline
   bool close;            // the stream is unusable: answer with Connection: close
 };
-
-constexpr ProxyError make_error(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::bad_request:
-    case ErrorKind::request_line_too_long:
-    case ErrorKind::headers_too_large:
-    case ErrorKind::body_too_large:
-    case ErrorKind::request_timeout:
-      return {kind, Culprit::client, false};
-    case ErrorKind::no_route:
-      return {kind, Culprit::proxy, false};
-    case ErrorKind::upstream_connect:
-      return {kind, Culprit::upstream, true};
-    case ErrorKind::upstream_reset:
-    case ErrorKind::upstream_protocol:
-    case ErrorKind::upstream_timeout:
-    case ErrorKind::no_healthy_upstream:
-      return {kind, Culprit::upstream, false};
-  }
-  return {kind, Culprit::proxy, false};
-}
 
 constexpr ErrorReply reply_for(ErrorKind kind) {
   using namespace revgate::metrics;

@@ -755,8 +755,7 @@ void Session::check_deadline(Clock::time_point now) {
     case Phase::lingering:
       return close();
     case Phase::reading_head:
-      flags_ |= metrics::kStreamIdleTimeout;
-      return fail(ErrorKind::request_timeout);
+      return fail(ErrorKind::request_timeout);  // reply_for() adds the SI flag
     case Phase::connecting:
     case Phase::reading_response:
       timed_out_ = true;  // the handler sees operation_aborted and reads this flag

@@ -1,6 +1,7 @@
 #include "proxy/upstream_pool.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include <boost/asio/buffer.hpp>
@@ -11,14 +12,8 @@ std::string_view endpoint_key(std::string_view address, std::uint16_t port, char
   std::size_t n = std::min(address.size(), sizeof(out) - 7);
   std::memcpy(out, address.data(), n);
   out[n++] = ':';
-  char digits[6];
-  int d = 0;
-  do {
-    digits[d++] = static_cast<char>('0' + port % 10);
-    port /= 10;
-  } while (port != 0);
-  while (d > 0) out[n++] = digits[--d];
-  return {out, n};
+  const auto end = std::to_chars(out + n, out + sizeof(out), port).ptr;
+  return {out, static_cast<std::size_t>(end - out)};
 }
 
 std::shared_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key) {
@@ -98,12 +93,6 @@ void UpstreamPool::close_all() {
     for (const auto& connection : connections) discard(*connection);
   }
   idle_.clear();
-}
-
-std::size_t UpstreamPool::idle_count() const {
-  std::size_t n = 0;
-  for (const auto& [key, connections] : idle_) n += connections.size();
-  return n;
 }
 
 }  // namespace revgate::proxy

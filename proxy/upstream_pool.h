@@ -60,7 +60,6 @@ class UpstreamPool {
   void sweep(Clock::time_point now, std::chrono::milliseconds idle_timeout);
   void close_all();
   void set_max_idle_per_endpoint(std::size_t n) { max_idle_per_endpoint_ = n; }
-  std::size_t idle_count() const;
 
  private:
   struct KeyHash {

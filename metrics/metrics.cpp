@@ -446,6 +446,26 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
     }
   }
 
+  // Certificate reloads (SIGHUP or changed files), by TLS listener and result.
+  {
+    static constexpr std::string_view kReloads = "revgate_tls_certificate_reloads_total";
+    append_family_header(out, kReloads, "counter",
+                         "Certificate reloads of TLS listeners, by result (a failed reload keeps "
+                         "the certificates in force).");
+    for (const auto& listener : process.certificate_reloads) {
+      for (auto [result, count] : {std::pair{"success", listener.ok}, {"failure", listener.failed}}) {
+        out.append(kReloads);
+        out.append("{listener=\"");
+        append_escaped(out, listener.listener);
+        out.append("\",result=\"");
+        out.append(result);
+        out.append("\"} ");
+        append_uint(out, count);
+        out.push_back('\n');
+      }
+    }
+  }
+
   // Configured split. A label set listed twice (one revision named by two untagged targets)
   // becomes one series with the summed percent: the text format allows no duplicate series.
   {

@@ -124,8 +124,13 @@ struct ConfiguredSplit {
   std::string service, namespace_name, revision, tag;
   int percent = 0;
 };
+struct CertificateReloads {
+  std::string listener;
+  std::uint64_t ok = 0, failed = 0;
+};
 struct ProcessView {
   std::vector<std::string> listener_names;  // index = listener id used by WorkerShard
+  std::vector<CertificateReloads> certificate_reloads;  // TLS listeners only
   std::vector<ConfiguredSplit> traffic;     // revgate_traffic_percent
   std::uint64_t config_generation = 0;
   std::uint64_t reloads_ok = 0;

@@ -1,7 +1,9 @@
 #include "proxy/server.h"
 
 #include <csignal>
+#include <iterator>
 #include <optional>
+#include <unordered_map>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -16,6 +18,7 @@
 #include "proxy/worker.h"
 #include "routing/route_table.h"
 #include "tls/certificates.h"
+#include "tls/client_context.h"
 #include "tls/server_context.h"
 
 namespace revgate::proxy {
@@ -70,6 +73,8 @@ struct Server::Impl {
     std::string name;
     std::unique_ptr<tls::CertificateReloader> reloader;
     std::vector<std::pair<Worker*, tls::ServerContext*>> contexts;
+    std::uint64_t reloads_ok = 0;
+    std::uint64_t reloads_failed = 0;
   };
   std::vector<TlsListener> tls_listeners;
   // The control loop (admin, signals, reloads, the grace timer). With one worker it is that
@@ -89,9 +94,14 @@ struct Server::Impl {
   std::uint64_t reloads_ok = 0;
   std::uint64_t reloads_failed = 0;
   std::string spare_metrics_text;  // memory of the last scrape, reused by the next
-  std::uint64_t certificate_reloads_failed = 0;
+  // Numbers every upstream TLS client context ever made, for pool keys: a pooled connection
+  // is only reused with the context (CA, client certificate) that verified it.
+  std::uint64_t client_context_serial = 0;
 
-  std::shared_ptr<const Snapshot> make_snapshot(config::Config config) {
+  // Compiles a validated config. Fails only when an https:// revision's client TLS files
+  // (caFile, certFile, keyFile) cannot be used; the message names the revision and the file.
+  std::expected<std::shared_ptr<const Snapshot>, std::string> make_snapshot(
+      config::Config config) {
     auto result = std::make_shared<Snapshot>();
     result->table = routing::RouteTable::compile(config, generation);
     result->destination_ids.resize(result->table->revisions().size());
@@ -100,6 +110,36 @@ struct Server::Impl {
         const auto& revision = *target.revision;
         result->destination_ids[revision.index] = catalog.intern(
             {service->host, service->name, service->namespace_name, revision.name});
+      }
+    }
+    std::unordered_map<std::string_view, const config::Revision*> by_name;
+    for (const auto& service : config.services) {
+      for (const auto& revision : service.revisions) by_name.emplace(revision.name, &revision);
+    }
+    result->upstreams.resize(result->table->revisions().size());
+    for (const auto& revision : result->table->revisions()) {
+      const auto& configured = *by_name.at(revision->name);
+      const tls::ClientContext* context = nullptr;
+      auto& upstreams = result->upstreams[revision->index];
+      for (std::size_t i = 0; i < revision->endpoints.size(); ++i) {
+        const auto& endpoint = revision->endpoints[i];
+        const auto& written = configured.endpoints[i];
+        auto& upstream = upstreams.emplace_back();
+        upstream.pool_key = fmt::format("{}:{}", endpoint.address, endpoint.port);
+        if (!written.tls) continue;
+        if (context == nullptr) {
+          auto created = tls::ClientContext::create(configured.tls ? &*configured.tls : nullptr);
+          if (!created) {
+            return std::unexpected(fmt::format("revision {}: {}", revision->name, created.error()));
+          }
+          context = created->get();
+          result->client_contexts.push_back(std::move(*created));
+          ++client_context_serial;
+        }
+        upstream.tls = context;
+        upstream.server_name = std::string(context->server_name_for(written));
+        fmt::format_to(std::back_inserter(upstream.pool_key), " tls#{} {}", client_context_serial,
+                       upstream.server_name);
       }
     }
     result->config = std::make_shared<const config::Config>(std::move(config));
@@ -137,7 +177,14 @@ struct Server::Impl {
       log_warning("reload: listener changes take effect after a restart");
     }
     ++generation;
-    snapshot = make_snapshot(std::move(*loaded));
+    auto made = make_snapshot(std::move(*loaded));
+    if (!made) {
+      --generation;
+      ++reloads_failed;
+      log_error("reload failed: {}; the running config stays in force", made.error());
+      return;
+    }
+    snapshot = std::move(*made);
     for (auto& worker : workers) worker->install(snapshot);
     ++reloads_ok;
     log_info("reload: config generation {} in force", generation);
@@ -150,11 +197,12 @@ struct Server::Impl {
       auto result = forced ? std::optional(listener.reloader->reload()) : listener.reloader->poll();
       if (!result) continue;
       if (!*result) {
-        ++certificate_reloads_failed;
+        ++listener.reloads_failed;
         log_error("listener {}: certificate reload failed, the certificates in force stay: {}",
                   listener.name, result->error());
         continue;
       }
+      ++listener.reloads_ok;
       for (auto [worker, context] : listener.contexts) {
         asio::post(worker->io(), [context, set = **result] { context->install(set); });
       }
@@ -215,6 +263,10 @@ struct Server::Impl {
       process.config_generation = generation;
       process.reloads_ok = reloads_ok;
       process.reloads_failed = reloads_failed;
+      for (const auto& listener : tls_listeners) {
+        process.certificate_reloads.push_back(
+            {listener.name, listener.reloads_ok, listener.reloads_failed});
+      }
       std::string text = std::move(spare_metrics_text);
       metrics::render_prometheus_to(text, gather->merged, catalog.snapshot(), process);
       gather->done(std::move(text));
@@ -241,23 +293,13 @@ Server::~Server() {
 
 std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Config config,
                                                                    std::string config_path) {
-  // The config module accepts all of issue 3's keys, but the proxy does not dial upstreams over
-  // TLS yet: refuse rather than send plain text where the user asked for TLS.
-  for (const auto& service : config.services) {
-    for (const auto& revision : service.revisions) {
-      for (const auto& endpoint : revision.endpoints) {
-        if (endpoint.tls) {
-          return std::unexpected(fmt::format(
-              "revision {}: https:// endpoints are not served by this build yet", revision.name));
-        }
-      }
-    }
-  }
   auto impl = std::make_unique<Impl>();
   impl->config_path = std::move(config_path);
   unsigned worker_count = config.workers > 0 ? static_cast<unsigned>(config.workers)
                                              : std::max(1u, std::thread::hardware_concurrency());
-  impl->snapshot = impl->make_snapshot(std::move(config));
+  auto snapshot = impl->make_snapshot(std::move(config));
+  if (!snapshot) return std::unexpected(snapshot.error());
+  impl->snapshot = std::move(*snapshot);
   const auto& cfg = *impl->snapshot->config;
 
   for (unsigned i = 0; i < worker_count; ++i) {

@@ -10,6 +10,8 @@
 #include <boost/beast/http/write.hpp>  // local replies
 
 #include "proxy/http_headers.h"
+#include "proxy/log.h"
+#include "tls/client_context.h"
 
 namespace revgate::proxy {
 
@@ -318,9 +320,8 @@ void Session::route_request() {
 void Session::connect_upstream() {
   phase_ = Phase::connecting;
   const auto& endpoint = *decision_.endpoint;
-  char key_buffer[64];
-  auto key = endpoint_key(endpoint.address, endpoint.port, key_buffer);
-  if (!retried_) upstream_ = worker_.pool().take(key);
+  const auto& target = view_->snapshot->upstream(*decision_.revision, endpoint);
+  if (!retried_) upstream_ = worker_.pool().take(target.pool_key);
   if (upstream_) {
     if (!upstream_->watching) return send_request();
     upstream_->waiter = shared_from_this();  // the pool's watch is ending: wait for its word
@@ -331,10 +332,10 @@ void Session::connect_upstream() {
   auto address = asio::ip::make_address(endpoint.address, ec);
   if (ec) return on_upstream_failure(ErrorKind::upstream_connect);
   upstream_ = std::make_shared<UpstreamConnection>(stream_.get_executor());
-  upstream_->key.assign(key);
+  upstream_->key = target.pool_key;
   timed_out_ = false;
-  arm_deadline(config().timeouts.upstream_connect);
-  upstream_->socket.async_connect(
+  arm_deadline(config().timeouts.upstream_connect);  // the TLS handshake included
+  upstream_->stream.socket().async_connect(
       tcp::endpoint(address, endpoint.port),
       [self = shared_from_this()](error_code ec) { self->on_upstream_connected(ec); });
 }
@@ -350,7 +351,44 @@ void Session::on_upstream_checked(bool usable) {
 void Session::on_upstream_connected(error_code ec) {
   if (phase_ != Phase::connecting) return;
   if (ec || timed_out_) return on_upstream_failure(ErrorKind::upstream_connect);
-  upstream_->socket.set_option(tcp::no_delay(true), ec);
+  upstream_->stream.socket().set_option(tcp::no_delay(true), ec);
+  const auto& target = view_->snapshot->upstream(*decision_.revision, *decision_.endpoint);
+  if (target.tls == nullptr) return send_request();
+
+  // https:// endpoint: TLS with the revision's client context, verifying `server_name`.
+  upstream_->stream.use_tls(target.tls->asio_context());
+  auto* tls = upstream_->stream.tls();
+  if (auto prepared = target.tls->prepare(tls->native_handle(), target.server_name); !prepared) {
+    log_error("upstream {}: {}", decision_.endpoint->authority, prepared.error());
+    return on_upstream_failure(ErrorKind::upstream_connect);
+  }
+  tls->async_handshake(asio::ssl::stream_base::client,
+                       [self = shared_from_this()](error_code ec) {
+                         self->on_upstream_handshake(ec);
+                       });
+}
+
+void Session::on_upstream_handshake(error_code ec) {
+  if (phase_ != Phase::connecting) return;
+  if (ec || timed_out_) {
+    // Say why, once per failed connection: there is no silent fallback to plain text or to an
+    // unverified peer, so the operator must be able to tell a bad CA from a dead upstream.
+    const auto& endpoint = *decision_.endpoint;
+    const auto& target = view_->snapshot->upstream(*decision_.revision, endpoint);
+    const long verify = SSL_get_verify_result(upstream_->stream.tls()->native_handle());
+    if (timed_out_) {
+      log_error("upstream {} (revision {}): TLS handshake timed out", endpoint.authority,
+                decision_.revision->name);
+    } else if (verify != X509_V_OK) {
+      log_error("upstream {} (revision {}): certificate verification failed for '{}': {}",
+                endpoint.authority, decision_.revision->name, target.server_name,
+                X509_verify_cert_error_string(verify));
+    } else {
+      log_error("upstream {} (revision {}): TLS handshake failed: {}", endpoint.authority,
+                decision_.revision->name, ec.message());
+    }
+    return on_upstream_failure(ErrorKind::upstream_connect);
+  }
   send_request();
 }
 
@@ -369,7 +407,7 @@ void Session::write_request() {
   arm_deadline(config().timeouts.idle);
   waiting_on_client_ = false;
   const auto buffers = gather(request_framing_, request_->is_done());
-  asio::async_write(upstream_->socket, buffers,
+  asio::async_write(upstream_->stream, buffers,
                     [self = shared_from_this()](error_code ec, std::size_t) {
                       self->on_request_written(ec);
                     });
@@ -484,7 +522,7 @@ void Session::parse_response_head() {
       return on_upstream_failure(ErrorKind::upstream_protocol);
     }
   }
-  upstream_->socket.async_read_some(
+  upstream_->stream.async_read_some(
       buffer.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
         if (self->phase_ != Phase::reading_response) return;
         if (self->timed_out_) return self->on_upstream_failure(ErrorKind::upstream_timeout);
@@ -558,7 +596,7 @@ void Session::fill_response_chunk() {
   if (chunk_fill_ != 0 || response_->is_done()) return write_response();
 
   arm_deadline(config().timeouts.idle);
-  upstream_->socket.async_read_some(
+  upstream_->stream.async_read_some(
       buffer.prepare(kBodyReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
         if (self->phase_ != Phase::relaying_response) return;
         if (ec == asio::error::eof && self->response_->need_eof()) {
@@ -709,7 +747,7 @@ void Session::release_upstream(bool reusable) {
     worker_.pool().give_back(std::move(upstream_), Clock::now());
   } else {
     error_code ignored;
-    upstream_->socket.close(ignored);  // a pending watch may hold the object a little longer
+    upstream_->stream.socket().close(ignored);  // a pending watch may hold the object a little longer
   }
   upstream_.reset();
 }
@@ -759,7 +797,7 @@ void Session::check_deadline(Clock::time_point now) {
     case Phase::connecting:
     case Phase::reading_response:
       timed_out_ = true;  // the handler sees operation_aborted and reads this flag
-      if (upstream_) upstream_->socket.cancel(ignored);
+      if (upstream_) upstream_->stream.socket().cancel(ignored);
       return;
     case Phase::sending_request:
       // The body stopped moving: the client stopped sending, or the upstream stopped reading.

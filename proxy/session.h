@@ -18,7 +18,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include "proxy/downstream.h"
+#include "proxy/stream.h"
 #include "proxy/header_arena.h"
 #include "proxy/http_headers.h"
 #include "proxy/proxy_error.h"
@@ -69,6 +69,7 @@ class Session : public SessionBase,
   // 3. Connect upstream (a pooled connection, or a new one).
   void connect_upstream();
   void on_upstream_connected(error_code ec);
+  void on_upstream_handshake(error_code ec);  // https:// endpoints
   void on_upstream_checked(bool usable) override;
   // 4. Send request: head, then the body one chunk at a time.
   void send_request();
@@ -103,7 +104,7 @@ class Session : public SessionBase,
   const config::Config& config() const { return *view_->snapshot->config; }
 
   Worker& worker_;
-  Downstream stream_;
+  Stream stream_;
   const ListenerSpec& listener_;
   std::string client_ip_;
   boost::beast::flat_buffer buffer_;

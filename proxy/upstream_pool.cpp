@@ -1,20 +1,10 @@
 #include "proxy/upstream_pool.h"
 
 #include <algorithm>
-#include <charconv>
-#include <cstring>
 
 #include <boost/asio/buffer.hpp>
 
 namespace revgate::proxy {
-
-std::string_view endpoint_key(std::string_view address, std::uint16_t port, char (&out)[64]) {
-  std::size_t n = std::min(address.size(), sizeof(out) - 7);
-  std::memcpy(out, address.data(), n);
-  out[n++] = ':';
-  const auto end = std::to_chars(out + n, out + sizeof(out), port).ptr;
-  return {out, static_cast<std::size_t>(end - out)};
-}
 
 std::shared_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key) {
   auto it = idle_.find(key);
@@ -26,7 +16,7 @@ std::shared_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key) {
     // Ends the watch: its handler tells the taker whether anything came meanwhile. No system
     // call: Asio completes the pending read as aborted.
     boost::system::error_code ignored;
-    connection->socket.cancel(ignored);
+    connection->stream.socket().cancel(ignored);
   }
   return connection;
 }
@@ -43,7 +33,7 @@ void UpstreamPool::give_back(std::shared_ptr<UpstreamConnection> connection,
 
 void UpstreamPool::watch(const std::shared_ptr<UpstreamConnection>& connection) {
   connection->watching = true;
-  connection->socket.async_read_some(
+  connection->stream.async_read_some(
       boost::asio::buffer(&connection->watch_byte, 1),
       [this, connection](boost::system::error_code ec, std::size_t bytes) {
         on_watch_end(connection, ec, bytes);
@@ -67,7 +57,7 @@ void UpstreamPool::on_watch_end(const std::shared_ptr<UpstreamConnection>& conne
 void UpstreamPool::discard(UpstreamConnection& connection) {
   // The watch's handler may keep the object alive a little longer: close the socket now.
   boost::system::error_code ignored;
-  connection.socket.close(ignored);
+  connection.stream.socket().close(ignored);
 }
 
 void UpstreamPool::sweep(Clock::time_point now, std::chrono::milliseconds idle_timeout) {

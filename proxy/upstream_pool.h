@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "proxy/net.h"
+#include "proxy/stream.h"
 #include <boost/beast/core/flat_buffer.hpp>
 
 namespace revgate::proxy {
@@ -27,10 +28,10 @@ class UpstreamWaiter {
 
 // One connection to an endpoint, with the bytes read from it that no response consumed yet.
 struct UpstreamConnection {
-  explicit UpstreamConnection(const Executor& executor) : socket(executor) {}
-  Socket socket;
+  explicit UpstreamConnection(const Executor& executor) : stream(Socket(executor)) {}
+  Stream stream;  // TLS over TCP for an https:// endpoint
   boost::beast::flat_buffer buffer;
-  std::string key;  // "address:port": the pool it returns to
+  std::string key;  // UpstreamEndpoint::pool_key: the pool it returns to
   Clock::time_point idle_since{};
   std::uint64_t requests = 0;  // requests sent on it; > 0 means it was reused
   // While idle in the pool a one-byte read watches the connection, as nginx's keepalive
@@ -42,9 +43,6 @@ struct UpstreamConnection {
   char watch_byte = 0;
   std::shared_ptr<UpstreamWaiter> waiter;  // set by a taker while the watch is ending
 };
-
-// "address:port" without allocating; `out` must hold 64 bytes.
-std::string_view endpoint_key(std::string_view address, std::uint16_t port, char (&out)[64]);
 
 class UpstreamPool {
  public:

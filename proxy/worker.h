@@ -26,14 +26,34 @@
 namespace boost::asio::ssl {
 class context;
 }
+namespace revgate::tls {
+class ClientContext;
+}
 
 namespace revgate::proxy {
+
+// How the proxy reaches one revision endpoint, fixed at config load.
+struct UpstreamEndpoint {
+  // The pool this endpoint's connections return to: "address:port" for cleartext; for TLS also
+  // the client context's serial number and the verified name, so a connection is only reused
+  // under the very settings it was verified with.
+  std::string pool_key;
+  const tls::ClientContext* tls = nullptr;  // https:// endpoints; owned by the Snapshot
+  std::string server_name;                  // SNI and the name verified (TLS only)
+};
 
 // What a config load produces, shared read-only by every worker.
 struct Snapshot {
   std::shared_ptr<const config::Config> config;
   std::shared_ptr<const routing::RouteTable> table;
   std::vector<std::uint32_t> destination_ids;  // metrics destination id by revision index
+  // By revision index, then by position in the revision's endpoints.
+  std::vector<std::vector<UpstreamEndpoint>> upstreams;
+  std::vector<std::shared_ptr<const tls::ClientContext>> client_contexts;  // keeps them alive
+  const UpstreamEndpoint& upstream(const routing::Revision& revision,
+                                   const routing::Endpoint& endpoint) const {
+    return upstreams[revision.index][&endpoint - revision.endpoints.data()];
+  }
 };
 
 // A worker's own view of a snapshot: its routing cursors live here. Sessions keep the view of

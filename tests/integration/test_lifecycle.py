@@ -218,14 +218,6 @@ class StartupFailureTest(IntegrationTest):
         self.assertIn(str(busy.getsockname()[1]), stderr)
 
 
-    def test_https_endpoints_are_refused_until_the_proxy_dials_tls(self):
-        # Sending plain text where the user asked for TLS would be worse than not starting.
-        config = default_config([service("hello", [("hello-00001", ["https://127.0.0.1:9443"])])])
-        code, stderr = self.run_to_exit(self.write_config(config))
-        self.assertEqual(code, 1, stderr)
-        self.assertIn("revision hello-00001: https:// endpoints are not served", stderr)
-
-
 class ReloadTest(IntegrationTest):
     def config(self, percent_a, echo_a, echo_b):
         return default_config([service(

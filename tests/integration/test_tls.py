@@ -87,6 +87,18 @@ class TlsListenerTest(IntegrationTest):
         self.assertIn("subject=CN = example", subject("-servername", "example.com"))
         self.assertIn("subject=CN = example", subject("-noservername"))
 
+    def test_curl_with_resolve_verifies_each_name_against_its_certificate(self):
+        def curl(name):
+            return subprocess.run(
+                ["curl", "-sS", "--resolve", f"{name}:{self.proxy.port}:127.0.0.1",
+                 "--cacert", os.path.join(self.tmpdir, "ca.crt"), "-o", "/dev/null",
+                 "-w", "%{http_code} %{ssl_verify_result}",
+                 f"https://{name}:{self.proxy.port}/"],
+                capture_output=True, text=True, timeout=10)
+        for name in ("example.com", "other.test"):
+            result = curl(name)
+            self.assertEqual(result.stdout, "200 0", f"{name}: {result.stderr}")
+
     def test_tls_1_1_is_refused_even_when_the_client_offers_it(self):
         result = subprocess.run(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{self.proxy.port}", "-tls1_1",
@@ -195,6 +207,11 @@ class TlsReloadTest(IntegrationTest):
             self.proxy.stderr_text())
         self.assertEqual(self.served_subject(), "other", "a bad file keeps what is in force")
         self.assertTrue(self.proxy.running())
+        samples = self.proxy.metrics()
+        self.assertEqual(metric_sum(samples, "revgate_tls_certificate_reloads_total",
+                                    listener="https", result="failure"), 1)
+        self.assertGreaterEqual(metric_sum(samples, "revgate_tls_certificate_reloads_total",
+                                           listener="https", result="success"), 1)
 
     def test_changed_files_are_picked_up_without_a_signal(self):
         mark = self.proxy.line_count()

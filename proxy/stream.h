@@ -1,6 +1,6 @@
-// The client side of a session: a TCP socket, or TLS over it on a TLS listener. One type so
-// the session's phases are written once; each call picks the layer with one branch.
-// Used by its session's worker thread only.
+// A TCP socket, or TLS over it: the client side of a session on a TLS listener, and an upstream
+// connection to an https:// endpoint. One type so the session's phases are written once; each
+// call picks the layer with one branch. Used by its session's worker thread only.
 #pragma once
 
 #include <optional>
@@ -13,14 +13,14 @@
 
 namespace revgate::proxy {
 
-class Downstream {
+class Stream {
  public:
   using executor_type = Executor;
   using TlsStream = boost::asio::ssl::stream<Socket>;
 
-  explicit Downstream(Socket socket) : socket_(std::move(socket)) {}
+  explicit Stream(Socket socket) : socket_(std::move(socket)) {}
 
-  // On a TLS listener, before anything is read: from now on bytes go through TLS.
+  // Before anything is read or written: from now on bytes go through TLS.
   void use_tls(boost::asio::ssl::context& context) { tls_.emplace(std::move(socket_), context); }
   TlsStream* tls() { return tls_ ? &*tls_ : nullptr; }
 
@@ -46,7 +46,7 @@ class Downstream {
   }
 
  private:
-  Socket socket_;  // moved into tls_ on a TLS listener (a moved-from socket keeps its executor)
+  Socket socket_;  // moved into tls_ by use_tls() (a moved-from socket keeps its executor)
   std::optional<TlsStream> tls_;
 };
 

@@ -12,6 +12,8 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -41,9 +43,11 @@ struct Section {
   std::span<const std::string_view> keys;
 };
 
-constexpr std::array kTopKeys = {"domain"sv,   "workers"sv,  "listeners"sv,
-                                 "admin"sv,    "limits"sv,   "timeouts"sv,
-                                 "upstream"sv, "services"sv, "domainMappings"sv};
+constexpr std::array kTopKeys = {"domain"sv,         "workers"sv,   "listeners"sv, "admin"sv,
+                                 "limits"sv,         "timeouts"sv,  "upstream"sv,  "services"sv,
+                                 "domainMappings"sv, "accessLog"sv, "tracing"sv};
+constexpr std::array kAccessLogKeys = {"path"sv, "format"sv};
+constexpr std::array kTracingKeys = {"sampleRate"sv};
 constexpr std::array kListenerKeys = {"name"sv, "address"sv, "tls"sv, "httpsRedirect"sv};
 constexpr std::array kListenerTlsKeys = {"certificates"sv, "minVersion"sv, "requireSni"sv,
                                          "handshakeTimeout"sv};
@@ -54,8 +58,11 @@ constexpr std::array kLimitsKeys = {"requestLineBytes"sv, "requestHeadersBytes"s
 constexpr std::array kTimeoutsKeys = {"requestHeaders"sv,   "idle"sv,         "upstreamConnect"sv,
                                       "upstreamResponse"sv, "upstreamIdle"sv, "shutdownGrace"sv};
 constexpr std::array kUpstreamKeys = {"maxIdlePerEndpoint"sv};
-constexpr std::array kServiceKeys = {"name"sv, "namespace"sv, "splitPolicy"sv, "revisions"sv,
-                                     "traffic"sv};
+constexpr std::array kServiceKeys = {"name"sv,         "namespace"sv,   "splitPolicy"sv,
+                                     "revisions"sv,    "traffic"sv,     "hashOn"sv,
+                                     "loadBalancer"sv, "debugHeaders"sv};
+constexpr std::array kHashOnKeys = {"header"sv, "cookie"sv, "sourceIp"sv};
+constexpr std::array kHashCookieKeys = {"name"sv, "ttl"sv};
 constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv, "tls"sv};
 constexpr std::array kUpstreamTlsKeys = {"caFile"sv, "serverName"sv, "certFile"sv, "keyFile"sv};
 constexpr std::array kTargetKeys = {"revisionName"sv, "latestRevision"sv, "percent"sv, "tag"sv};
@@ -70,10 +77,14 @@ constexpr Section kLimits{"limits", kLimitsKeys};
 constexpr Section kTimeouts{"timeouts", kTimeoutsKeys};
 constexpr Section kUpstream{"upstream", kUpstreamKeys};
 constexpr Section kService{"service", kServiceKeys};
+constexpr Section kHashOn{"hashOn", kHashOnKeys};
+constexpr Section kHashCookie{"hashOn cookie", kHashCookieKeys};
 constexpr Section kRevision{"revision", kRevisionKeys};
 constexpr Section kUpstreamTls{"revision tls", kUpstreamTlsKeys};
 constexpr Section kTarget{"traffic target", kTargetKeys};
 constexpr Section kMapping{"domain mapping", kMappingKeys};
+constexpr Section kAccessLog{"accessLog", kAccessLogKeys};
+constexpr Section kTracing{"tracing", kTracingKeys};
 
 constexpr std::int64_t kMaxWorkers = 1024;  // a typo such as 80000 should not spawn threads
 constexpr std::int64_t kNoMax = std::numeric_limits<std::int64_t>::max();
@@ -327,6 +338,14 @@ class Loader {
         }
       }
     }
+    if (auto access_log = read_section(top, "accessLog", kAccessLog)) read_access_log(*access_log);
+    if (auto tracing = read_section(top, "tracing", kTracing)) {
+      if (const Field* field = tracing->find("sampleRate")) {
+        if (auto rate = read_number(*field, 0, 1, "sample-rate")) {
+          config_.tracing.sample_rate = *rate;
+        }
+      }
+    }
     // Services before mappings, whatever the key order in the file: mappings refer to services.
     if (const Field* field = top.find("services")) {
       for (const YAML::Node& item : read_list(*field)) read_service(item);
@@ -334,6 +353,62 @@ class Loader {
     if (const Field* field = top.find("domainMappings")) {
       for (const YAML::Node& item : read_list(*field)) read_mapping(item);
     }
+  }
+
+  // ---- access log ----
+
+  void read_access_log(const Fields& fields) {
+    AccessLog log;
+    log.pos = fields.pos;
+    if (const Field* field = require(fields, "path", kAccessLog)) {
+      log.path = read_access_log_path(*field).value_or("");
+    }
+    if (const Field* field = fields.find("format")) {
+      if (auto value = read_string(*field)) {
+        if (*value == "json") {
+          log.format = AccessLogFormat::json;
+        } else if (*value == "text") {
+          log.format = AccessLogFormat::text;
+        } else {
+          add(field->value_pos, "access-log-format",
+              fmt::format("accessLog format must be json or text, got {}", quote(*value)));
+        }
+      }
+    }
+    config_.access_log = std::move(log);
+  }
+
+  // "stdout", "stderr", or a file resolved like read_file_path's. The file is created when the
+  // log opens; its directory must exist now, so that a typo is reported with its position.
+  std::optional<std::string> read_access_log_path(const Field& field) {
+    auto text = read_string(field);
+    if (!text) return std::nullopt;
+    if (text->empty()) {
+      add(field.value_pos, "access-log-path",
+          "accessLog path must not be empty; use stdout, stderr or a file path");
+      return std::nullopt;
+    }
+    if (*text == "stdout" || *text == "stderr") return *text;
+    std::filesystem::path path(*text);
+    if (path.is_relative() && !base_dir_.empty()) path = base_dir_ / path;
+    std::string resolved = path.lexically_normal().string();
+    std::string shown =
+        resolved == *text ? quote(*text) : fmt::format("{} ({})", quote(*text), resolved);
+    std::error_code ec;
+    if (std::filesystem::is_directory(resolved, ec)) {
+      add(field.value_pos, "access-log-path",
+          fmt::format("accessLog path {} is a directory; name a file in it", shown));
+      return std::nullopt;
+    }
+    std::filesystem::path dir = std::filesystem::path(resolved).parent_path();
+    if (dir.empty()) dir = ".";
+    if (!std::filesystem::is_directory(dir, ec)) {
+      add(field.value_pos, "access-log-path",
+          fmt::format("accessLog path {}: directory {} does not exist", shown,
+                      quote(dir.string())));
+      return std::nullopt;
+    }
+    return resolved;
   }
 
   // ---- listeners, admin, limits, timeouts ----
@@ -573,21 +648,187 @@ class Loader {
                         quote(service.name), quote(service.namespace_name), it->second.line));
       }
     }
-    if (const Field* field = fields->find("splitPolicy")) {
-      if (auto value = read_string(*field)) {
-        if (*value == "smooth") {
-          service.split_policy = SplitPolicy::smooth;
-        } else if (*value == "random") {
-          service.split_policy = SplitPolicy::random;
-        } else {
-          add(field->value_pos, "split-policy",
-              fmt::format("splitPolicy must be smooth or random, got {}", quote(*value)));
-        }
-      }
+    read_routing_policy(*fields, service);
+    if (const Field* field = fields->find("debugHeaders")) {
+      if (auto value = read_bool(*field)) service.debug_headers = *value;
     }
     read_revisions(*fields, service);
     read_traffic(*fields, service);
     config_.services.push_back(std::move(service));
+  }
+
+  // splitPolicy, hashOn and loadBalancer (README "Routing"). hashOn goes with splitPolicy: hash
+  // and with nothing else.
+  void read_routing_policy(const Fields& fields, Service& service) {
+    bool policy_known = true;
+    const Field* policy = fields.find("splitPolicy");
+    if (policy != nullptr) {
+      policy_known = false;
+      if (auto value = read_string(*policy)) {
+        if (*value == "smooth" || *value == "random" || *value == "hash") {
+          service.split_policy = *value == "smooth"   ? SplitPolicy::smooth
+                                 : *value == "random" ? SplitPolicy::random
+                                                      : SplitPolicy::hash;
+          policy_known = true;
+        } else {
+          add(policy->value_pos, "split-policy",
+              fmt::format("splitPolicy must be smooth, random or hash, got {}", quote(*value)));
+        }
+      }
+    }
+    const Field* hash_on = fields.find("hashOn");
+    if (hash_on != nullptr) {
+      std::optional<HashOn> value = read_hash_on(*hash_on);
+      if (policy_known && service.split_policy != SplitPolicy::hash) {
+        add(hash_on->key_pos, "hash-on-unused",
+            fmt::format("service {} has hashOn but splitPolicy {}; hashOn goes with "
+                        "splitPolicy: hash",
+                        quote(service.name), to_string(service.split_policy)));
+      } else {
+        service.hash_on = std::move(value);
+      }
+    } else if (policy_known && service.split_policy == SplitPolicy::hash) {
+      const Field* empty = fields.find_key("hashOn");
+      add(empty != nullptr ? empty->key_pos : policy->value_pos, "hash-on-required",
+          fmt::format("service {} has splitPolicy: hash and needs hashOn: {{header: NAME}}, "
+                      "{{cookie: {{name: NAME, ttl: 3600s}}}} or {{sourceIp: true}}",
+                      quote(service.name)));
+    }
+    if (const Field* field = fields.find("loadBalancer")) {
+      if (auto value = read_string(*field)) {
+        if (*value == "ROUND_ROBIN") {
+          service.load_balancer = LoadBalancer::round_robin;
+        } else if (*value == "LEAST_REQUEST") {
+          service.load_balancer = LoadBalancer::least_request;
+        } else if (*value == "RANDOM") {
+          service.load_balancer = LoadBalancer::random;
+        } else {
+          std::string upper = *value;
+          std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) {
+            return c == '-' ? '_' : static_cast<char>(std::toupper(c));
+          });
+          bool known = upper == "ROUND_ROBIN" || upper == "LEAST_REQUEST" || upper == "RANDOM";
+          add(field->value_pos, "load-balancer",
+              fmt::format("loadBalancer must be ROUND_ROBIN, LEAST_REQUEST or RANDOM, got {}{}",
+                          quote(*value),
+                          known ? fmt::format(" (did you mean '{}'?)", upper) : std::string()));
+        }
+      }
+    }
+  }
+
+  // nullopt after reporting why the block cannot be used.
+  std::optional<HashOn> read_hash_on(const Field& field) {
+    auto fields = read_map(field.value, kHashOn);
+    if (!fields) return std::nullopt;
+    HashOn hash_on;
+    hash_on.pos = field.value_pos;
+    bool ok = true;
+    std::vector<const Field*> chosen;  // in source order
+    for (const Field& entry : fields->entries) {
+      if (entry.value.IsNull()) continue;  // `key:` means "not this one"
+      if (entry.name == "header") {
+        chosen.push_back(&entry);
+        hash_on.kind = HashOn::Kind::header;
+        if (auto value = read_string(entry)) {
+          hash_on.header = lowercase(*value);
+          if (auto problem = token_problem(*value)) {
+            add(entry.value_pos, "hash-header",
+                fmt::format("hashOn header {} is not an HTTP header name: it {}", quote(*value),
+                            *problem));
+            ok = false;
+          }
+        } else {
+          ok = false;
+        }
+      } else if (entry.name == "cookie") {
+        chosen.push_back(&entry);
+        hash_on.kind = HashOn::Kind::cookie;
+        if (!read_hash_cookie(entry, hash_on)) ok = false;
+      } else if (entry.name == "sourceIp") {
+        if (auto value = read_bool(entry)) {
+          if (*value) {
+            chosen.push_back(&entry);
+            hash_on.kind = HashOn::Kind::source_ip;
+          }
+        } else {
+          ok = false;
+        }
+      }
+    }
+    if (chosen.size() > 1) {
+      add(chosen[1]->key_pos, "hash-on-kind",
+          fmt::format("hashOn has one of header, cookie or sourceIp: true, not both {} and {}",
+                      quote(chosen[0]->name), quote(chosen[1]->name)));
+      return std::nullopt;
+    }
+    if (chosen.empty()) {
+      // A map whose keys were refused (unknown, duplicate) has its errors already.
+      if (ok && fields->entries.size() == field.value.size()) {
+        add(fields->pos, "hash-on-kind",
+            "hashOn needs one of header: NAME, cookie: {name: NAME} or sourceIp: true");
+      }
+      return std::nullopt;
+    }
+    if (!ok) return std::nullopt;
+    return hash_on;
+  }
+
+  // `cookie: {name: NAME, ttl: 3600s}`; false after reporting a problem.
+  bool read_hash_cookie(const Field& field, HashOn& hash_on) {
+    auto fields = read_map(field.value, kHashCookie);
+    if (!fields) return false;
+    bool ok = true;
+    if (const Field* name = require(*fields, "name", kHashCookie)) {
+      if (auto value = read_string(*name)) {
+        hash_on.cookie_name = *value;
+        constexpr std::size_t kMaxCookieName = 64;  // keeps Set-Cookie in a fixed buffer
+        auto problem = token_problem(*value);
+        if (!problem && value->size() > kMaxCookieName) {
+          problem = fmt::format("is {} characters long; at most {} are allowed", value->size(),
+                                kMaxCookieName);
+        }
+        if (problem) {
+          add(name->value_pos, "cookie-name",
+              fmt::format("cookie name {} is not a cookie name: it {}", quote(*value), *problem));
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    if (const Field* ttl = fields->find("ttl")) {
+      if (auto value = read_duration(*ttl)) {
+        if (value->count() % 1000 != 0) {
+          add(ttl->value_pos, "cookie-ttl",
+              fmt::format("cookie ttl {} is not a whole number of seconds (Max-Age counts "
+                          "seconds; leave ttl out for a session cookie)",
+                          quote(ttl->value.Scalar())));
+          ok = false;
+        } else {
+          hash_on.cookie_ttl = std::chrono::duration_cast<std::chrono::seconds>(*value);
+        }
+      } else {
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
+  // An RFC 9110 token (header field names; RFC 6265 cookie names are the same set): what is
+  // wrong with `text`, or nullopt.
+  static std::optional<std::string> token_problem(std::string_view text) {
+    if (text.empty()) return "is empty";
+    constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+    for (char c : text) {
+      if (std::isalnum(static_cast<unsigned char>(c)) || kSymbols.find(c) != kSymbols.npos) {
+        continue;
+      }
+      return fmt::format("contains {}", quote(std::string_view(&c, 1)));
+    }
+    return std::nullopt;
   }
 
   void read_revisions(const Fields& fields, Service& service) {
@@ -1036,6 +1277,31 @@ class Loader {
     return std::nullopt;
   }
 
+  // A plain decimal number such as 0.01, 1 or 1e-3 (a quoted "0.5" is a string, as for integers).
+  // A number outside [min, max] breaks `range_rule`; anything else is a type error.
+  std::optional<double> read_number(const Field& field, double min, double max,
+                                    std::string_view range_rule) {
+    std::string expected = fmt::format("a number from {} to {}", min, max);
+    if (!field.value.IsScalar() || is_string_typed(field.value)) {
+      add(field.value_pos, "type",
+          fmt::format("{} must be {}, got {}", field.name, expected, describe(field.value)));
+      return std::nullopt;
+    }
+    const std::string& text = field.value.Scalar();
+    std::string_view digits = text;
+    if (digits.starts_with('+')) digits.remove_prefix(1);
+    double value = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    bool whole = end == digits.data() + digits.size() && !digits.empty();
+    if (whole && ec == std::errc{} && std::isfinite(value) && value >= min && value <= max) {
+      return value;
+    }
+    bool numeric = whole && (ec == std::errc{} || ec == std::errc::result_out_of_range);
+    add(field.value_pos, numeric ? range_rule : "type",
+        fmt::format("{} must be {}, got {}", field.name, expected, quote(text)));
+    return std::nullopt;
+  }
+
   // YAML 1.2 booleans only: "yes", "on" and friends are the Norway problem.
   std::optional<bool> read_bool(const Field& field) {
     if (field.value.IsScalar() && !is_string_typed(field.value)) {
@@ -1093,6 +1359,30 @@ LoadResult file_error(const std::string& path, std::string message) {
 }
 
 }  // namespace
+
+std::string_view to_string(SplitPolicy policy) {
+  switch (policy) {
+    case SplitPolicy::smooth:
+      return "smooth";
+    case SplitPolicy::random:
+      return "random";
+    case SplitPolicy::hash:
+      return "hash";
+  }
+  return "smooth";
+}
+
+std::string_view to_string(LoadBalancer balancer) {
+  switch (balancer) {
+    case LoadBalancer::round_robin:
+      return "ROUND_ROBIN";
+    case LoadBalancer::least_request:
+      return "LEAST_REQUEST";
+    case LoadBalancer::random:
+      return "RANDOM";
+  }
+  return "ROUND_ROBIN";
+}
 
 std::string ConfigError::to_string() const {
   if (line <= 0) return fmt::format("{}: {} [{}]", file, message, rule);

@@ -59,16 +59,47 @@ struct TrafficTarget {
   SourcePos pos;
 };
 
-enum class SplitPolicy { smooth, random };
+// How a service's requests are split across its revisions (`splitPolicy`).
+enum class SplitPolicy {
+  smooth,  // nginx's smooth weighted round robin (exact interleaved shares), the default
+  random,  // Envoy's rule: a random point against the cumulative percents
+  hash,    // sticky: a hash of the request's `hashOn` key against the cumulative percents
+};
+std::string_view to_string(SplitPolicy policy);  // "smooth", "random", "hash"
+
+// `hashOn:` of a `splitPolicy: hash` service: what the sticky key is (Istio's DestinationRule
+// consistentHash httpHeaderName / httpCookie / useSourceIp). Exactly one kind.
+struct HashOn {
+  enum class Kind { header, cookie, source_ip };
+  Kind kind = Kind::header;
+  std::string header;       // header: the field name, lowercase
+  std::string cookie_name;  // cookie: the cookie's name (an RFC 6265 token)
+  // cookie: Max-Age of the cookie the proxy sets when the request has none (whole seconds);
+  // 0 (ttl left out) = a session cookie, without Max-Age.
+  std::chrono::seconds cookie_ttl{0};
+  SourcePos pos;
+};
+
+// `loadBalancer:` endpoint choice within a revision (Istio's loadBalancer.simple names).
+enum class LoadBalancer {
+  round_robin,    // ROUND_ROBIN, the default
+  least_request,  // LEAST_REQUEST: power of two choices on this worker's active requests
+  random,         // RANDOM
+};
+std::string_view to_string(LoadBalancer balancer);  // "ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"
 
 struct Service {
   std::string name;
   std::string namespace_name = "default";
   SplitPolicy split_policy = SplitPolicy::smooth;
+  std::optional<HashOn> hash_on;  // set exactly when split_policy is hash
+  LoadBalancer load_balancer = LoadBalancer::round_robin;
   std::vector<Revision> revisions;  // oldest first; the last is the latest
   // Never empty after loading: omitted or [] becomes [{latestRevision: true, percent: 100}].
   std::vector<TrafficTarget> traffic;
   SourcePos pos;
+  // `debugHeaders: true`: responses carry X-Revgate-Revision and X-Revgate-Endpoint.
+  bool debug_headers = false;
 };
 
 struct DomainMapping {
@@ -136,6 +167,23 @@ struct Upstream {
   std::size_t max_idle_per_endpoint = 64;  // idle pooled connections kept per endpoint per worker
 };
 
+enum class AccessLogFormat { json, text };
+
+// `accessLog:` (absent = no access log): one line per request, Envoy's default text layout or
+// JSON. `path` is "stdout", "stderr" or a file path, a relative one resolved against the config
+// file's directory (like CertificateFiles); the file need not exist, its directory must.
+struct AccessLog {
+  std::string path;
+  AccessLogFormat format = AccessLogFormat::text;  // Envoy's default
+  SourcePos pos;
+};
+
+// `tracing:`: W3C trace context. A request without `traceparent` gets one, sampled with this
+// probability (0..1).
+struct Tracing {
+  double sample_rate = 0.01;
+};
+
 struct Config {
   std::string source;  // file path (or a name such as "<demo>") used in messages
   std::string domain = "example.com";
@@ -147,6 +195,8 @@ struct Config {
   Upstream upstream;
   std::vector<Service> services;
   std::vector<DomainMapping> domain_mappings;
+  std::optional<AccessLog> access_log;  // absent = off
+  Tracing tracing;
 };
 
 // One validation failure. `rule` is a short stable identifier of the broken rule

@@ -1,9 +1,12 @@
 // RouteTable compilation (Config -> immutable host index and split schedules) and the per-worker
 // Router that walks it. The table is read-only after compile(); a Router is owned by one thread.
-// The lookup path (normalize_host, find_host, Router::route) performs no heap allocation.
+// The lookup path (normalize_host, find_host, Router::route, the LEAST_REQUEST counts) performs
+// no heap allocation.
 #include "routing/route_table.h"
 
 #include <algorithm>
+#include <charconv>
+#include <climits>
 #include <cstddef>
 #include <functional>
 #include <numeric>
@@ -165,6 +168,29 @@ std::vector<int> cumulative_weights(const std::vector<Target>& targets) {
   return cumulative;
 }
 
+// splitmix64's k-th output from seed `x` (Steele, Lea & Flood): derives independent streams from
+// one entropy value (1: endpoint choice, 2: new cookie tokens) while the random split keeps using
+// the raw value, as it always has.
+constexpr std::uint64_t entropy_stream(std::uint64_t x, std::uint64_t k) noexcept {
+  x += k * 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Lemire's multiply-shift: a uniform value in [0, n) from 32 random bits, no division.
+constexpr std::uint32_t below(std::uint32_t random, std::uint32_t n) noexcept {
+  return static_cast<std::uint32_t>((std::uint64_t{random} * n) >> 32);
+}
+
+// The first target whose cumulative percent exceeds `point` (Envoy's rule); nullptr when none.
+const Target* pick_cumulative(const Service& service, int point) noexcept {
+  for (std::size_t i = 0; i < service.cumulative.size(); ++i) {
+    if (point < service.cumulative[i]) return &service.targets[i];
+  }
+  return nullptr;
+}
+
 std::string authority_of(const config::Endpoint& e) {
   std::string host = e.host.find(':') != std::string::npos ? "[" + e.host + "]" : e.host;
   return host + ":" + std::to_string(e.port);
@@ -188,6 +214,66 @@ std::string_view to_string(MatchKind kind) {
       return "catch-all";
   }
   return "none";
+}
+
+// FNV-1a 64 (Fowler, Noll, Vo) is byte-wise, tiny and specified forever, so a key hashes alike in
+// every build and on every platform; but its high bits barely depend on a short key's last bytes.
+// murmur3's fmix64 finalizer fixes that (full avalanche), and the point is taken from the high
+// bits. Keys are short (a header value, a 16-digit cookie, an address): speed is no concern.
+std::uint64_t sticky_hash(std::string_view key) noexcept {
+  std::uint64_t h = 0xCBF29CE484222325ull;
+  for (const char c : key) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001B3ull;
+  }
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+std::string_view find_cookie(std::string_view header, std::string_view name) noexcept {
+  constexpr auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+  };
+  if (name.empty()) return {};
+  while (!header.empty()) {
+    const std::size_t semicolon = header.find(';');
+    const std::string_view pair = header.substr(0, semicolon);
+    header =
+        semicolon == std::string_view::npos ? std::string_view() : header.substr(semicolon + 1);
+    const std::size_t equals = pair.find('=');
+    if (equals == std::string_view::npos) continue;
+    if (trim(pair.substr(0, equals)) == name) return trim(pair.substr(equals + 1));
+  }
+  return {};
+}
+
+std::string_view format_set_cookie(const Decision& decision, char (&out)[kMaxSetCookieLength]) {
+  if (!decision.set_cookie || decision.service == nullptr) return {};
+  const Service& service = *decision.service;
+  constexpr std::string_view kMaxAge = "; Max-Age=";
+  constexpr std::string_view kAttributes = "; Path=/; HttpOnly";
+  // name, '=', token, "; Max-Age=" and at most 10 digits, attributes
+  constexpr std::size_t kFixed = 1 + kCookieTokenLength + kMaxAge.size() + 10 + kAttributes.size();
+  if (service.cookie_name.size() > kMaxSetCookieLength - kFixed) {
+    return {};  // a name longer than validation allows
+  }
+  char* p = out;
+  const auto put = [&p](std::string_view s) { p = std::copy(s.begin(), s.end(), p); };
+  put(service.cookie_name);
+  put("=");
+  put(decision.new_cookie_value());
+  if (service.cookie_ttl_seconds > 0) {
+    put(kMaxAge);
+    p = std::to_chars(p, out + kMaxSetCookieLength, service.cookie_ttl_seconds).ptr;
+  }
+  put(kAttributes);
+  return {out, static_cast<std::size_t>(p - out)};
 }
 
 bool normalize_host(std::string_view raw, char (&out)[256], std::size_t& out_len) {
@@ -242,6 +328,24 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
     service->namespace_name = cs.namespace_name;
     service->host = lower_copy(cs.name + "." + cs.namespace_name + "." + domain);
     service->split_policy = cs.split_policy;
+    if (cs.split_policy == config::SplitPolicy::hash && cs.hash_on) {
+      switch (cs.hash_on->kind) {
+        case config::HashOn::Kind::header:
+          service->hash_key = HashKey::header;
+          service->hash_header = lower_copy(cs.hash_on->header);
+          break;
+        case config::HashOn::Kind::cookie:
+          service->hash_key = HashKey::cookie;
+          service->cookie_name = cs.hash_on->cookie_name;
+          service->cookie_ttl_seconds = static_cast<std::uint32_t>(
+              std::clamp<std::int64_t>(cs.hash_on->cookie_ttl.count(), 0, INT32_MAX));
+          break;
+        case config::HashOn::Kind::source_ip:
+          service->hash_key = HashKey::source_ip;
+          break;
+      }
+    }
+    service->load_balancer = cs.load_balancer;
     service->index = static_cast<std::uint32_t>(table->services_.size());
 
     const std::size_t first_revision = table->revisions_.size();
@@ -250,8 +354,8 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
       revision->name = cr.name;
       revision->index = static_cast<std::uint32_t>(table->revisions_.size());
       for (const config::Endpoint& ce : cr.endpoints) {
-        revision->endpoints.push_back(
-            Endpoint{ce.address.empty() ? ce.host : ce.address, ce.port, authority_of(ce)});
+        revision->endpoints.push_back(Endpoint{ce.address.empty() ? ce.host : ce.address, ce.port,
+                                               authority_of(ce), 0, table.get()});
       }
       table->revisions_.push_back(std::move(revision));
     }
@@ -323,6 +427,15 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
     impl->wildcard_min_len = std::min(impl->wildcard_min_len, suffix.size());
     impl->wildcard_max_len = std::max(impl->wildcard_max_len, suffix.size());
   }
+  // The flat endpoint list, now that no revision moves any more.
+  for (const auto& revision : table->revisions_) {
+    revision->first_endpoint = static_cast<std::uint32_t>(table->endpoints_.size());
+    for (Endpoint& endpoint : revision->endpoints) {
+      endpoint.index = static_cast<std::uint32_t>(table->endpoints_.size());
+      table->endpoints_.push_back(&endpoint);
+    }
+  }
+
   impl->exact = FlatHostMap<HostMatch>({exact.begin(), exact.end()});
   impl->wildcard = FlatHostMap<const Service*>({wildcard.begin(), wildcard.end()});
 
@@ -386,14 +499,23 @@ void Router::reset(std::shared_ptr<const RouteTable> table) {
   table_ = std::move(table);
   schedule_cursor_.assign(table_ ? table_->services().size() : 0, 0);
   endpoint_cursor_.assign(table_ ? table_->revisions().size() : 0, 0);
+  active_.assign(table_ ? table_->endpoints().size() : 0, 0);
 }
 
 Decision Router::route(const RequestView& request, std::uint64_t entropy) {
+  if (!table_) return {};
+  return route(table_->find_host(request.host), request, entropy);
+}
+
+Decision Router::route(const RouteTable::HostMatch& match, const RequestView& request,
+                       std::uint64_t entropy) {
   Decision decision;
-  if (!table_) return decision;
-  const RouteTable::HostMatch match = table_->find_host(request.host);
-  if (match.service == nullptr) return decision;
+  if (!table_ || match.service == nullptr) return decision;
   const Service& service = *match.service;
+  const auto& services = table_->services();
+  if (service.index >= services.size() || services[service.index].get() != &service) {
+    return decision;  // the match came from another table
+  }
   decision.match = match.match;
   decision.service = &service;
 
@@ -409,18 +531,47 @@ Decision Router::route(const RequestView& request, std::uint64_t entropy) {
     }
   }
   if (target == nullptr) {
+    const int total = service.cumulative.empty() ? 0 : service.cumulative.back();
     if (service.split_policy == config::SplitPolicy::random) {
-      const int total = service.cumulative.empty() ? 0 : service.cumulative.back();
       if (total > 0) {
-        const int point = static_cast<int>(entropy % static_cast<std::uint64_t>(total));
-        for (std::size_t i = 0; i < service.cumulative.size(); ++i) {
-          if (point < service.cumulative[i]) {
-            target = &service.targets[i];
-            break;
-          }
-        }
+        target = pick_cumulative(service, static_cast<int>(entropy % std::uint64_t(total)));
       }
-    } else if (!service.schedule.empty()) {
+    } else if (service.split_policy == config::SplitPolicy::hash && total > 0) {
+      std::string_view key;
+      switch (service.hash_key) {
+        case HashKey::header:
+          key = request.hash_header;
+          break;
+        case HashKey::cookie:
+          key = find_cookie(request.cookie_header, service.cookie_name);
+          if (key.empty()) {
+            // A new random token; hashing it picks the revision, so this request already goes
+            // where the cookie will send the next ones (and new users follow the weights).
+            std::uint64_t token = entropy_stream(entropy, 2);
+            for (std::size_t i = kCookieTokenLength; i-- > 0; token >>= 4) {
+              decision.new_cookie[i] = "0123456789abcdef"[token & 0xF];
+            }
+            decision.set_cookie = true;
+            key = decision.new_cookie_value();
+          }
+          break;
+        case HashKey::source_ip:
+          key = request.source_ip;
+          break;
+        case HashKey::none:
+          break;
+      }
+      if (!key.empty()) {
+        // The hash's high 32 bits scaled to [0, total): a key keeps its point whatever the
+        // weights, so moving a boundary moves only the keys between its old and new place.
+        const std::uint32_t high = static_cast<std::uint32_t>(sticky_hash(key) >> 32);
+        target = pick_cumulative(service, static_cast<int>(below(high, std::uint32_t(total))));
+        decision.hashed = true;
+      }
+    }
+    // smooth, and hash without a key: the smooth schedule.
+    if (target == nullptr && !decision.hashed &&
+        service.split_policy != config::SplitPolicy::random && !service.schedule.empty()) {
       std::uint32_t& cursor = schedule_cursor_[service.index];
       target = &service.targets[service.schedule[cursor]];
       if (++cursor == service.schedule.size()) cursor = 0;
@@ -429,15 +580,58 @@ Decision Router::route(const RequestView& request, std::uint64_t entropy) {
   if (target == nullptr || target->revision == nullptr) return decision;  // invalid config only
   decision.target = target;
   decision.revision = target->revision;
-
-  const Revision& revision = *target->revision;
-  if (!revision.endpoints.empty()) {
-    std::uint32_t& cursor = endpoint_cursor_[revision.index];
-    if (cursor >= revision.endpoints.size()) cursor = 0;
-    decision.endpoint = &revision.endpoints[cursor];
-    if (++cursor == revision.endpoints.size()) cursor = 0;
-  }
+  decision.endpoint = pick_endpoint(service, *target->revision, entropy);
   return decision;
+}
+
+const Endpoint* Router::pick_endpoint(const Service& service, const Revision& revision,
+                                      std::uint64_t entropy) {
+  const std::size_t count = revision.endpoints.size();
+  if (count == 0) return nullptr;
+  switch (service.load_balancer) {
+    case config::LoadBalancer::round_robin:
+      break;
+    case config::LoadBalancer::random: {
+      const auto n = static_cast<std::uint32_t>(count);
+      return &revision.endpoints[below(static_cast<std::uint32_t>(entropy_stream(entropy, 1)), n)];
+    }
+    case config::LoadBalancer::least_request: {
+      // Envoy's default LEAST_REQUEST for equal weights: the power of two choices. Two distinct
+      // endpoints drawn at random, the one with fewer active requests on this worker wins (the
+      // first drawn on a tie). Near-best choices without scanning, and no herd on one endpoint.
+      if (count == 1) return &revision.endpoints[0];
+      const auto n = static_cast<std::uint32_t>(count);
+      const std::uint64_t random = entropy_stream(entropy, 1);
+      const std::uint32_t first = below(static_cast<std::uint32_t>(random), n);
+      std::uint32_t second = below(static_cast<std::uint32_t>(random >> 32), n - 1);
+      if (second >= first) ++second;
+      const std::uint32_t* active = active_.data() + revision.first_endpoint;
+      return &revision.endpoints[active[second] < active[first] ? second : first];
+    }
+  }
+  std::uint32_t& cursor = endpoint_cursor_[revision.index];
+  if (cursor >= count) cursor = 0;
+  const Endpoint* endpoint = &revision.endpoints[cursor];
+  if (++cursor == count) cursor = 0;
+  return endpoint;
+}
+
+// The endpoint's own back pointer rather than table_->endpoints()[index]: the proxy has just
+// touched the endpoint, so this costs no cache miss.
+bool Router::owns(const Endpoint& endpoint) const noexcept {
+  return endpoint.table == table_.get() && endpoint.index < active_.size();
+}
+
+void Router::request_started(const Endpoint& endpoint) noexcept {
+  if (owns(endpoint)) ++active_[endpoint.index];
+}
+
+void Router::request_finished(const Endpoint& endpoint) noexcept {
+  if (owns(endpoint) && active_[endpoint.index] > 0) --active_[endpoint.index];
+}
+
+std::uint32_t Router::active_requests(const Endpoint& endpoint) const noexcept {
+  return owns(endpoint) ? active_[endpoint.index] : 0;
 }
 
 }  // namespace revgate::routing

@@ -3,6 +3,7 @@
 // shared read-only by all threads; a Router belongs to exactly one worker thread. No I/O here.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -14,16 +15,24 @@
 
 namespace revgate::routing {
 
+class RouteTable;
+
 struct Endpoint {
-  std::string address;    // numeric IP
+  std::string address;  // numeric IP
   std::uint16_t port = 0;
   std::string authority;  // "host:port" as configured (for logs and the admin API)
+  // Position in RouteTable::endpoints(), unique across the table: per-worker endpoint state (the
+  // active request counts of LEAST_REQUEST) is indexed by it.
+  std::uint32_t index = 0;
+  const RouteTable* table = nullptr;  // the table it belongs to
 };
 
 struct Revision {
   std::string name;
   std::vector<Endpoint> endpoints;
-  std::uint32_t index = 0;  // position in RouteTable::revisions(); per-worker state is indexed by it
+  // Position in RouteTable::revisions(); per-worker state is indexed by it.
+  std::uint32_t index = 0;
+  std::uint32_t first_endpoint = 0;  // endpoints[i].index == first_endpoint + i
 };
 
 // One traffic target resolved to a revision (latestRevision resolved at compile time).
@@ -33,16 +42,30 @@ struct Target {
   std::string tag;  // empty when untagged
 };
 
+// What a `splitPolicy: hash` service hashes (config `hashOn`); none for the other policies.
+enum class HashKey { none, header, cookie, source_ip };
+
 struct Service {
   std::string name;
   std::string namespace_name;
   std::string host;  // "{name}.{namespace}.{domain}": Istio's destination_service label
   config::SplitPolicy split_policy = config::SplitPolicy::smooth;
+  // hash: the sticky key. header: the proxy puts the value of the field named `hash_header`
+  // (lowercase) in RequestView::hash_header; cookie: routing reads the cookie `cookie_name` out
+  // of RequestView::cookie_header, and a request without it gets a new one (Decision::set_cookie)
+  // living `cookie_ttl_seconds` (0 = a session cookie); source_ip: RequestView::source_ip.
+  HashKey hash_key = HashKey::none;
+  std::string hash_header;
+  std::string cookie_name;
+  std::uint32_t cookie_ttl_seconds = 0;
+  // Endpoint choice within each of this service's revisions.
+  config::LoadBalancer load_balancer = config::LoadBalancer::round_robin;
   std::vector<Target> targets;  // as configured (percent-0 targets included, for tags)
   // smooth: indices into `targets`, nginx's smooth weighted round robin over one whole cycle
   // (weights divided by their gcd), walked by a per-worker cursor.
   std::vector<std::uint16_t> schedule;
-  // random: cumulative percents over `targets`; pick the first with entropy % 100 < cumulative.
+  // random and hash: cumulative percents over `targets`; pick the first target whose cumulative
+  // percent exceeds the point (random: entropy % total; hash: the key's hash mapped to [0, total)).
   std::vector<int> cumulative;
   std::uint32_t index = 0;  // position in RouteTable::services()
 };
@@ -56,7 +79,14 @@ struct RequestView {
   std::string_view host;        // raw Host header: any case, may carry ":port" and a trailing dot
   std::string_view path;        // request target (unused by routing so far; for `revgate route`)
   std::string_view tag_header;  // value of Knative-Serving-Tag, empty when absent
+  // Sticky keys of `splitPolicy: hash` services; empty = absent (an empty value counts as absent).
+  std::string_view hash_header;    // value of the field named Service::hash_header
+  std::string_view cookie_header;  // the raw Cookie header ("a=1; b=2")
+  std::string_view source_ip;      // the client's address as text (the peer, not X-Forwarded-For)
 };
+
+// A new sticky cookie's value: 16 lowercase hex digits of a 64-bit token.
+inline constexpr std::size_t kCookieTokenLength = 16;
 
 struct Decision {
   MatchKind match = MatchKind::none;  // none: no route (404, flag NR)
@@ -64,6 +94,17 @@ struct Decision {
   const Target* target = nullptr;  // the target that won (its tag, its percent)
   const Revision* revision = nullptr;
   const Endpoint* endpoint = nullptr;
+  // hash split: the revision came from hashing the request's key (or the new cookie below);
+  // false when a tag decided, or when the key was missing and the smooth schedule did.
+  bool hashed = false;
+  // Cookie mode, request without the cookie: the proxy answers with
+  // `Set-Cookie: format_set_cookie(...)`. The revision was picked by hashing this very token, so
+  // the client's next request, carrying it, lands on the same revision.
+  bool set_cookie = false;
+  std::array<char, kCookieTokenLength> new_cookie{};
+  std::string_view new_cookie_value() const {
+    return set_cookie ? std::string_view(new_cookie.data(), new_cookie.size()) : std::string_view();
+  }
   explicit operator bool() const { return revision != nullptr; }
 };
 
@@ -92,6 +133,8 @@ class RouteTable {
 
   const std::vector<std::unique_ptr<Service>>& services() const { return services_; }
   const std::vector<std::unique_ptr<Revision>>& revisions() const { return revisions_; }
+  // Every endpoint of every revision; endpoints()[e.index] == &e.
+  const std::vector<const Endpoint*>& endpoints() const { return endpoints_; }
   // Every routable host with where it goes, sorted by precedence then name.
   std::vector<HostRoute> host_routes() const;
   std::uint64_t generation() const { return generation_; }
@@ -102,6 +145,7 @@ class RouteTable {
   std::shared_ptr<const Impl> impl_;
   std::vector<std::unique_ptr<Service>> services_;
   std::vector<std::unique_ptr<Revision>> revisions_;
+  std::vector<const Endpoint*> endpoints_;
   std::uint64_t generation_ = 0;
 };
 
@@ -109,22 +153,58 @@ class RouteTable {
 // the host is empty or longer than a DNS name can be. `out` must hold 256 bytes.
 bool normalize_host(std::string_view raw, char (&out)[256], std::size_t& out_len);
 
+// The sticky hash of a key (header value, cookie value, client address): FNV-1a 64 with a
+// murmur3 finalizer. Fixed forever: a key must land on the same revision in every worker, every
+// process and every build (std::hash promises none of that).
+std::uint64_t sticky_hash(std::string_view key) noexcept;
+
+// The value of cookie `name` in a Cookie header ("a=1; b=2"), the first when repeated; empty when
+// absent. Names compare case-sensitively (RFC 6265). No allocation.
+std::string_view find_cookie(std::string_view cookie_header, std::string_view name) noexcept;
+
+// The Set-Cookie value for decision.new_cookie: "NAME=TOKEN; Max-Age=TTL; Path=/; HttpOnly"
+// (no Max-Age for a session cookie), written into `out`; empty when the decision sets no cookie.
+inline constexpr std::size_t kMaxSetCookieLength = 160;
+std::string_view format_set_cookie(const Decision& decision, char (&out)[kMaxSetCookieLength]);
+
 // Per-worker routing state: the current table plus the cursors of the smooth schedules and the
-// endpoint round robin. Owned by one thread; never shared.
+// endpoint round robin, and the active request count of each endpoint (LEAST_REQUEST). Owned by
+// one thread; never shared.
 class Router {
  public:
   explicit Router(std::shared_ptr<const RouteTable> table);
-  // Swap in a new table (after a reload); cursors restart.
+  // Swap in a new table (after a reload); cursors restart and active counts restart at zero.
   void reset(std::shared_ptr<const RouteTable> table);
   const std::shared_ptr<const RouteTable>& table() const { return table_; }
 
-  // SPEC section 4. `entropy` feeds the random split (ignored by smooth).
+  // SPEC section 4. `entropy` (a fresh random 64-bit value per request) feeds the random split,
+  // the RANDOM and LEAST_REQUEST endpoint choices and new sticky cookies; ignored otherwise.
   Decision route(const RequestView& request, std::uint64_t entropy);
+  // The same after the caller's own table()->find_host(request.host): lets the proxy learn the
+  // service first, then capture the header it hashes on (Service::hash_header) before routing.
+  // A match from another table routes nowhere.
+  Decision route(const RouteTable::HostMatch& match, const RequestView& request,
+                 std::uint64_t entropy);
+
+  // LEAST_REQUEST bookkeeping, for every request whatever the service's policy: call
+  // request_started(*decision.endpoint) when the request is sent to that endpoint (each retry on
+  // a new connection to the same endpoint is the same request: once), and request_finished with
+  // the same endpoint exactly once when its response ends or the attempt fails. An endpoint that
+  // is not of this router's current table (the request started before a reset()) is ignored, and
+  // counts never go below zero, so a reload cannot corrupt them.
+  void request_started(const Endpoint& endpoint) noexcept;
+  void request_finished(const Endpoint& endpoint) noexcept;
+  std::uint32_t active_requests(const Endpoint& endpoint) const noexcept;  // 0 when not ours
 
  private:
+  bool owns(const Endpoint& endpoint) const noexcept;
+  const Endpoint* pick_endpoint(const Service& service, const Revision& revision,
+                                std::uint64_t entropy);
+
   std::shared_ptr<const RouteTable> table_;
   std::vector<std::uint32_t> schedule_cursor_;  // per service
   std::vector<std::uint32_t> endpoint_cursor_;  // per revision
+  std::vector<std::uint32_t> active_;           // per endpoint (Endpoint::index)
 };
 
 }  // namespace revgate::routing

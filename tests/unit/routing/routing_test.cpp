@@ -16,10 +16,12 @@
 #include <vector>
 
 // ---------------------------------------------------------------------------------------------
-// Counting global allocator: lets a test assert that the lookup path never allocates.
-namespace {
+// Counting global allocator: lets a test assert that the lookup path never allocates. Shared
+// with routing_policy_test.cpp (same executable).
+namespace routing_test_support {
 std::atomic<std::size_t> g_allocations{0};
-}  // namespace
+}  // namespace routing_test_support
+using routing_test_support::g_allocations;
 
 [[gnu::noinline]] void* operator new(std::size_t size) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
@@ -131,9 +133,18 @@ config::Service weighted(std::string name, const std::vector<int>& percents,
   return svc(std::move(name), std::move(revisions), std::move(traffic), policy);
 }
 
+// A request with the given host, path and Knative-Serving-Tag (the other fields left empty).
+RequestView view(std::string_view host, std::string_view path = "/", std::string_view tag = {}) {
+  RequestView request;
+  request.host = host;
+  request.path = path;
+  request.tag_header = tag;
+  return request;
+}
+
 std::string revision_of(Router& router, std::string_view host, std::uint64_t entropy = 0,
                         std::string_view tag = {}) {
-  const Decision d = router.route(RequestView{host, "/", tag}, entropy);
+  const Decision d = router.route(view(host, "/", tag), entropy);
   return d ? d.revision->name : std::string("<none>");
 }
 
@@ -294,7 +305,7 @@ TEST(HostPrecedence, UnknownHostWithoutCatchAllIsNone) {
   Router router(table);
   for (std::string_view host : {"nope.example.com", "example.org", "apps.example.org",
                                 "hello.other.example.com", "127.0.0.1", "[::1]:80", ""}) {
-    const Decision d = router.route(RequestView{host, "/", {}}, 0);
+    const Decision d = router.route(view(host, "/", {}), 0);
     EXPECT_EQ(d.match, MatchKind::none) << host;
     EXPECT_FALSE(d) << host;
     EXPECT_EQ(d.service, nullptr) << host;
@@ -325,7 +336,7 @@ TEST(HostPrecedence, Ipv6LiteralHost) {
   auto with_catch_all =
       RouteTable::compile(cfg({weighted("hello", {100})}, {mapping("*", "hello")}));
   Router router(with_catch_all);
-  const Decision d = router.route(RequestView{"[2001:DB8::1]:8080", "/", {}}, 0);
+  const Decision d = router.route(view("[2001:DB8::1]:8080", "/", {}), 0);
   EXPECT_EQ(d.match, MatchKind::catch_all);
   EXPECT_EQ(d.revision->name, "r0");
 }
@@ -357,7 +368,7 @@ config::Config tagged_config() {
 TEST(Tags, TagHostGoesToItsRevision) {
   Router router(RouteTable::compile(tagged_config()));
   for (int i = 0; i < 20; ++i) {
-    const Decision d = router.route(RequestView{"canary-hello.default.example.com", "/", {}}, i);
+    const Decision d = router.route(view("canary-hello.default.example.com", "/", {}), i);
     EXPECT_EQ(d.match, MatchKind::tag_host);
     EXPECT_EQ(d.revision->name, "hello-2");
     EXPECT_EQ(d.target->tag, "canary");
@@ -371,7 +382,7 @@ TEST(Tags, HeaderSelectsTagOnAnyNonTagHost) {
   Router router(RouteTable::compile(tagged_config()));
   for (std::string_view host :
        {"hello.default.example.com", "www.example.org", "a.example.net", "127.0.0.1:8080"}) {
-    const Decision d = router.route(RequestView{host, "/", "canary"}, 0);
+    const Decision d = router.route(view(host, "/", "canary"), 0);
     EXPECT_EQ(d.revision->name, "hello-2") << host;
     EXPECT_EQ(d.target->tag, "canary") << host;
     EXPECT_EQ(revision_of(router, host, 0, "latest"), "hello-3") << host;
@@ -381,7 +392,7 @@ TEST(Tags, HeaderSelectsTagOnAnyNonTagHost) {
 
 TEST(Tags, UnknownTagHeaderIsIgnored) {
   Router router(RouteTable::compile(tagged_config()));
-  const Decision d = router.route(RequestView{"hello.default.example.com", "/", "nope"}, 0);
+  const Decision d = router.route(view("hello.default.example.com", "/", "nope"), 0);
   EXPECT_EQ(d.match, MatchKind::service_host);
   EXPECT_EQ(d.revision->name, "hello-1");
   EXPECT_EQ(d.target->tag, "stable");
@@ -390,8 +401,7 @@ TEST(Tags, UnknownTagHeaderIsIgnored) {
 
 TEST(Tags, HeaderOnTagHostIsIgnored) {
   Router router(RouteTable::compile(tagged_config()));
-  const Decision d =
-      router.route(RequestView{"canary-hello.default.example.com", "/", "latest"}, 0);
+  const Decision d = router.route(view("canary-hello.default.example.com", "/", "latest"), 0);
   EXPECT_EQ(d.match, MatchKind::tag_host);
   EXPECT_EQ(d.revision->name, "hello-2");
 }
@@ -586,10 +596,8 @@ TEST(Endpoints, RoundRobinPerRevision) {
   std::vector<std::string> a;
   std::vector<std::string> b;
   for (int i = 0; i < 6; ++i) {
-    a.push_back(
-        router.route(RequestView{"ta-s.default.example.com", "/", {}}, 0).endpoint->authority);
-    b.push_back(
-        router.route(RequestView{"tb-s.default.example.com", "/", {}}, 0).endpoint->authority);
+    a.push_back(router.route(view("ta-s.default.example.com", "/", {}), 0).endpoint->authority);
+    b.push_back(router.route(view("tb-s.default.example.com", "/", {}), 0).endpoint->authority);
   }
   EXPECT_EQ(a, (std::vector<std::string>{"127.0.0.1:9001", "127.0.0.1:9002", "[::1]:9003",
                                          "127.0.0.1:9001", "127.0.0.1:9002", "[::1]:9003"}));
@@ -606,8 +614,7 @@ TEST(Endpoints, RoundRobinThroughTheSplit) {
                {to("a", 50), to("b", 50)})})));
   std::vector<std::string> seen;
   for (int i = 0; i < 6; ++i) {
-    seen.push_back(
-        router.route(RequestView{"s.default.example.com", "/", {}}, 0).endpoint->authority);
+    seen.push_back(router.route(view("s.default.example.com", "/", {}), 0).endpoint->authority);
   }
   EXPECT_EQ(seen, (std::vector<std::string>{"127.0.0.1:1", "127.0.0.1:3", "127.0.0.1:2",
                                             "127.0.0.1:3", "127.0.0.1:1", "127.0.0.1:3"}));
@@ -635,7 +642,7 @@ TEST(Router, ResetAppliesNewSplitToNextRequest) {
   auto old_table =
       RouteTable::compile(cfg({svc("s", {rev("a"), rev("b")}, {to("a", 100), to("b", 0)})}), 1);
   Router router(old_table);
-  const Decision before = router.route(RequestView{"s.default.example.com", "/", {}}, 0);
+  const Decision before = router.route(view("s.default.example.com", "/", {}), 0);
   EXPECT_EQ(before.revision->name, "a");
   EXPECT_EQ(router.table()->generation(), 1u);
 
@@ -660,7 +667,7 @@ TEST(Router, ResetAppliesNewSplitToNextRequest) {
 
 TEST(Router, DecisionCarriesEverything) {
   Router router(RouteTable::compile(tagged_config()));
-  const Decision d = router.route(RequestView{"www.example.org:80", "/x", {}}, 0);
+  const Decision d = router.route(view("www.example.org:80", "/x", {}), 0);
   ASSERT_TRUE(d);
   EXPECT_EQ(d.match, MatchKind::exact_mapping);
   EXPECT_EQ(d.service->name, "hello");
@@ -752,15 +759,15 @@ TEST(Allocation, RouteDoesNotAllocate) {
   auto table = RouteTable::compile(cfg(std::move(services), std::move(mappings)));
   Router router(table);
   const std::vector<RequestView> requests = {
-      {"www7.example.org", "/", {}},
-      {"SVC3.default.example.com:8080", "/", {}},
-      {"canary-svc4.default.example.com.", "/", {}},
-      {"a.B.w9.example.net:443", "/", {}},
-      {"svc5.default.example.com", "/", "canary"},
-      {"svc5.default.example.com", "/", "unknown"},
-      {"nowhere.example.com", "/", {}},
-      {"[::1]:8080", "/", {}},
-      {std::string_view(), "/", {}},
+      view("www7.example.org", "/", {}),
+      view("SVC3.default.example.com:8080", "/", {}),
+      view("canary-svc4.default.example.com.", "/", {}),
+      view("a.B.w9.example.net:443", "/", {}),
+      view("svc5.default.example.com", "/", "canary"),
+      view("svc5.default.example.com", "/", "unknown"),
+      view("nowhere.example.com", "/", {}),
+      view("[::1]:8080", "/", {}),
+      view(std::string_view(), "/", {}),
   };
   int routed = 0;
   const std::size_t before = g_allocations.load();

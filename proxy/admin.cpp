@@ -5,6 +5,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "api/api.h"
+
 namespace revgate::proxy {
 
 namespace asio = boost::asio;
@@ -33,6 +35,15 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   void handle() {
     const auto target = request_.target();
     const auto path = target.substr(0, target.find('?'));
+    if (handlers_->snapshot && api::is_api_path(std::string_view(path.data(), path.size()))) {
+      // The API answers its own 404/405 as Kubernetes Status objects.
+      const auto method = request_.method_string();
+      auto answer =
+          api::handle(handlers_->snapshot(), std::string_view(method.data(), method.size()),
+                      std::string_view(target.data(), target.size()));
+      return respond(static_cast<http::status>(answer.status), "application/json",
+                     api::to_pretty_json(answer.body));
+    }
     if (request_.method() != http::verb::get && request_.method() != http::verb::head) {
       return respond(http::status::method_not_allowed, "text/plain", "GET only\n");
     }

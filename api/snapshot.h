@@ -1,0 +1,24 @@
+// What the admin API answers from: the config in force, its compiled route table, its
+// generation and load time. Plain immutable data; built by the proxy on its main (admin)
+// thread, read by the pure functions of api/ on whichever thread calls them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "config/config.h"
+#include "routing/route_table.h"
+
+namespace revgate::api {
+
+struct Snapshot {
+  std::shared_ptr<const config::Config> config;
+  // Compiled from `config`; when null, api/ compiles one itself (tests, tools).
+  std::shared_ptr<const routing::RouteTable> table;
+  std::uint64_t generation = 1;  // 1 for the first load, +1 per successful reload
+  std::chrono::system_clock::time_point loaded_at{};  // when `generation` came into force
+  bool https = false;                                 // a TLS listener is bound: URLs are https://
+};
+
+}  // namespace revgate::api

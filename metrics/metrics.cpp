@@ -249,6 +249,17 @@ void WorkerShard::merge(const WorkerShard& other) {
     ours.request_bytes.merge(theirs.request_bytes);
     ours.response_bytes.merge(theirs.response_bytes);
   }
+  requests_in_flight_ += other.requests_in_flight_;
+  if (other.upstreams_.size() > upstreams_.size()) upstreams_.resize(other.upstreams_.size());
+  for (std::size_t i = 0; i < other.upstreams_.size(); ++i) {
+    const UpstreamStats& theirs = other.upstreams_[i];
+    UpstreamStats& ours = upstreams_[i];
+    ours.active += theirs.active;
+    ours.idle += theirs.idle;
+    ours.opened += theirs.opened;
+    ours.connect_failures += theirs.connect_failures;
+    ours.retries += theirs.retries;
+  }
   if (other.listeners_.size() > listeners_.size()) listeners_.resize(other.listeners_.size());
   for (std::size_t i = 0; i < other.listeners_.size(); ++i) {
     listeners_[i].accepted += other.listeners_[i].accepted;
@@ -503,6 +514,99 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
       append_int(out, percent);
       out.push_back('\n');
     }
+  }
+
+  append_family_header(out, "revgate_requests_in_flight", "gauge",
+                       "Requests being served: head read, response not finished.");
+  fmt::format_to(Out(out), "revgate_requests_in_flight {}\n", merged.requests_in_flight());
+
+  // Upstream connections by revision, for the destinations that ever had one.
+  {
+    const auto& upstreams = merged.upstreams();
+    std::vector<std::uint32_t> seen;
+    for (std::uint32_t id = 1; id < upstreams.size() && id < catalog.size(); ++id) {
+      if (upstreams[id] != WorkerShard::UpstreamStats{}) seen.push_back(id);
+    }
+    auto labels = [&](std::uint32_t id) {
+      const Destination& d = catalog[id];
+      out.append("{service=\"");
+      append_escaped(out, d.service_name);
+      out.append("\",namespace=\"");
+      append_escaped(out, d.namespace_name);
+      out.append("\",revision=\"");
+      append_escaped(out, d.revision);
+      out.push_back('"');
+    };
+    append_family_header(out, "revgate_upstream_connections", "gauge",
+                         "Upstream connections open, by revision and state (active: carrying a "
+                         "request; idle: pooled).");
+    for (std::uint32_t id : seen) {
+      for (auto [state, count] : {std::pair{"active", upstreams[id].active},
+                                  std::pair{"idle", upstreams[id].idle}}) {
+        out.append("revgate_upstream_connections");
+        labels(id);
+        out.append(",state=\"");
+        out.append(state);
+        out.append("\"} ");
+        append_int(out, count);
+        out.push_back('\n');
+      }
+    }
+    const std::array<std::tuple<std::string_view, std::string_view,
+                                std::uint64_t WorkerShard::UpstreamStats::*>, 3>
+        counters = {{
+            {"revgate_upstream_connections_opened_total",
+             "Upstream connections opened, by revision.", &WorkerShard::UpstreamStats::opened},
+            {"revgate_upstream_connect_failures_total",
+             "Upstream connections that failed to connect (TCP or TLS), by revision.",
+             &WorkerShard::UpstreamStats::connect_failures},
+            {"revgate_upstream_retries_total",
+             "Requests sent again on a new upstream connection after the reused one failed, by "
+             "revision.",
+             &WorkerShard::UpstreamStats::retries},
+        }};
+    for (const auto& [name, help, member] : counters) {
+      append_family_header(out, name, "counter", help);
+      for (std::uint32_t id : seen) {
+        out.append(name);
+        labels(id);
+        out.append("} ");
+        append_uint(out, upstreams[id].*member);
+        out.push_back('\n');
+      }
+    }
+  }
+
+  append_family_header(out, "revgate_access_log_dropped_lines_total", "counter",
+                       "Access log lines dropped because the log's writer fell behind.");
+  fmt::format_to(Out(out), "revgate_access_log_dropped_lines_total {}\n",
+                 process.access_log_dropped_lines);
+
+  if (process.process) {
+    const ProcessStats& p = *process.process;
+    fmt::format_to(
+        Out(out),
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+        "# TYPE process_cpu_seconds_total counter\n"
+        "process_cpu_seconds_total {}\n"
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+        "# TYPE process_resident_memory_bytes gauge\n"
+        "process_resident_memory_bytes {}\n"
+        "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+        "# TYPE process_virtual_memory_bytes gauge\n"
+        "process_virtual_memory_bytes {}\n"
+        "# HELP process_open_fds Number of open file descriptors.\n"
+        "# TYPE process_open_fds gauge\n"
+        "process_open_fds {}\n"
+        "# HELP process_max_fds Maximum number of open file descriptors.\n"
+        "# TYPE process_max_fds gauge\n"
+        "process_max_fds {}\n"
+        "# HELP process_start_time_seconds Start time of the process since unix epoch in "
+        "seconds.\n"
+        "# TYPE process_start_time_seconds gauge\n"
+        "process_start_time_seconds {}\n",
+        p.cpu_seconds, p.resident_memory_bytes, p.virtual_memory_bytes, p.open_fds, p.max_fds,
+        p.start_time_seconds);
   }
 
   append_family_header(out, "revgate_config_generation", "gauge",

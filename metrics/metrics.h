@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -110,6 +111,26 @@ class WorkerShard {
   void tls_handshake(std::uint32_t listener, TlsHandshake outcome);
   const std::vector<ListenerStats>& listeners() const { return listeners_; }
 
+  // Requests whose head was read and whose metrics are not recorded yet.
+  void request_started() { ++requests_in_flight_; }
+  void request_ended() { --requests_in_flight_; }
+  std::int64_t requests_in_flight() const { return requests_in_flight_; }
+
+  // Upstream connections by destination (revision), kept by the worker's session and pool.
+  struct UpstreamStats {
+    std::int64_t active = 0;  // carrying a request
+    std::int64_t idle = 0;    // in the pool
+    std::uint64_t opened = 0;
+    std::uint64_t connect_failures = 0;  // connect or TLS handshake failed or timed out
+    std::uint64_t retries = 0;           // requests sent again on a new connection
+    bool operator==(const UpstreamStats&) const = default;
+  };
+  UpstreamStats& upstream(std::uint32_t destination) {
+    if (destination >= upstreams_.size()) upstreams_.resize(destination + 1);
+    return upstreams_[destination];
+  }
+  const std::vector<UpstreamStats>& upstreams() const { return upstreams_; }
+
  private:
   RequestSeries& find_or_add(std::uint32_t destination, std::uint16_t code, std::uint16_t flags);
   // Indexed by destination id: positions in series_ of that destination's label sets, so the
@@ -117,6 +138,8 @@ class WorkerShard {
   std::vector<std::vector<std::uint32_t>> by_destination_;
   std::vector<RequestSeries> series_;
   std::vector<ListenerStats> listeners_;
+  std::vector<UpstreamStats> upstreams_;  // by destination id
+  std::int64_t requests_in_flight_ = 0;
 };
 
 // Process-wide figures the scrape adds beside the shards.
@@ -128,6 +151,18 @@ struct CertificateReloads {
   std::string listener;
   std::uint64_t ok = 0, failed = 0;
 };
+// The process's own figures, as Prometheus client libraries export them (process_*).
+struct ProcessStats {
+  double cpu_seconds = 0;
+  std::uint64_t resident_memory_bytes = 0;
+  std::uint64_t virtual_memory_bytes = 0;
+  std::uint64_t open_fds = 0;
+  std::uint64_t max_fds = 0;
+  double start_time_seconds = 0;  // since the Unix epoch
+};
+// Reads /proc/self; on failure the fields it could not read stay 0.
+ProcessStats read_process_stats();
+
 struct ProcessView {
   std::vector<std::string> listener_names;  // index = listener id used by WorkerShard
   std::vector<CertificateReloads> certificate_reloads;  // TLS listeners only
@@ -135,6 +170,8 @@ struct ProcessView {
   std::uint64_t config_generation = 0;
   std::uint64_t reloads_ok = 0;
   std::uint64_t reloads_failed = 0;
+  std::optional<ProcessStats> process;  // process_* families, when given
+  std::uint64_t access_log_dropped_lines = 0;
 };
 
 // Prometheus text exposition format 0.0.4 of the merged shard plus the process view.

@@ -63,6 +63,8 @@ struct Server::Impl {
   std::string config_path;
   std::shared_ptr<const Snapshot> snapshot;
   std::uint64_t generation = 1;
+  // When `generation` came into force (the admin API's timestamps).
+  std::chrono::system_clock::time_point loaded_at = std::chrono::system_clock::now();
   metrics::DestinationCatalog catalog;
   // One TLS context per worker per TLS listener (a context's reload is not synchronised, so
   // each belongs to one worker). Declared before the workers: their sessions use them.
@@ -185,6 +187,7 @@ struct Server::Impl {
       return;
     }
     snapshot = std::move(*made);
+    loaded_at = std::chrono::system_clock::now();
     for (auto& worker : workers) worker->install(snapshot);
     ++reloads_ok;
     log_info("reload: config generation {} in force", generation);
@@ -263,6 +266,7 @@ struct Server::Impl {
       process.config_generation = generation;
       process.reloads_ok = reloads_ok;
       process.reloads_failed = reloads_failed;
+      process.process = metrics::read_process_stats();
       for (const auto& listener : tls_listeners) {
         process.certificate_reloads.push_back(
             {listener.name, listener.reloads_ok, listener.reloads_failed});
@@ -374,6 +378,10 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
                       if (text.capacity() > raw->spare_metrics_text.capacity()) {
                         raw->spare_metrics_text = std::move(text);
                       }
+                    },
+                    [raw, https = https_port != 0] {
+                      return api::Snapshot{raw->snapshot->config, raw->snapshot->table,
+                                           raw->generation, raw->loaded_at, https};
                     }});
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

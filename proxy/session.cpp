@@ -145,6 +145,10 @@ void Session::begin_head() {
   const auto& limits = config().limits;
   phase_ = Phase::reading_head;
   request_start_ = Clock::now();
+  if (!in_flight_) {
+    in_flight_ = true;
+    worker_.shard().request_started();
+  }
   arm_deadline(config().timeouts.request_headers);
   head_bytes_ = 0;
   start_line_done_ = false;
@@ -321,7 +325,8 @@ void Session::connect_upstream() {
   phase_ = Phase::connecting;
   const auto& endpoint = *decision_.endpoint;
   const auto& target = view_->snapshot->upstream(*decision_.revision, endpoint);
-  if (!retried_) upstream_ = worker_.pool().take(target.pool_key);
+  const auto destination = view_->snapshot->destination_ids[decision_.revision->index];
+  if (!retried_) upstream_ = worker_.pool().take(target.pool_key, destination);
   if (upstream_) {
     if (!upstream_->watching) return send_request();
     upstream_->waiter = shared_from_this();  // the pool's watch is ending: wait for its word
@@ -333,6 +338,7 @@ void Session::connect_upstream() {
   if (ec) return on_upstream_failure(ErrorKind::upstream_connect);
   upstream_ = std::make_shared<UpstreamConnection>(stream_.get_executor());
   upstream_->key = target.pool_key;
+  worker_.pool().opened(*upstream_, destination);
   timed_out_ = false;
   arm_deadline(config().timeouts.upstream_connect);  // the TLS handshake included
   upstream_->stream.socket().async_connect(
@@ -437,6 +443,7 @@ void Session::on_request_written(error_code ec) {
     // new connection (as Go's transport and nginx do); anything else is the upstream's fault.
     if (upstream_->requests > 1 && !retried_ && replayable_) {
       retried_ = true;
+      ++worker_.shard().upstream(upstream_->destination).retries;
       release_upstream(false);
       return connect_upstream();
     }
@@ -532,6 +539,7 @@ void Session::parse_response_head() {
           if (self->upstream_->requests > 1 && !self->retried_ && self->replayable_ &&
               !self->response_bytes_seen_) {
             self->retried_ = true;
+            ++self->worker_.shard().upstream(self->upstream_->destination).retries;
             self->release_upstream(false);
             self->response_.reset();
             return self->connect_upstream();
@@ -664,9 +672,16 @@ void Session::finish_request() {
   read_request_head();
 }
 
+void Session::end_in_flight() {
+  if (!in_flight_) return;
+  in_flight_ = false;
+  worker_.shard().request_ended();
+}
+
 void Session::record_metrics() {
   if (recorded_) return;
   recorded_ = true;
+  end_in_flight();
   metrics::RequestSample sample;
   if (decision_.revision != nullptr) {
     sample.destination = view_->snapshot->destination_ids[decision_.revision->index];
@@ -692,6 +707,11 @@ void Session::fail(ErrorKind kind) {
 }
 
 void Session::on_upstream_failure(ErrorKind kind) {
+  if (kind == ErrorKind::upstream_connect && decision_.revision != nullptr) {
+    ++worker_.shard()
+          .upstream(view_->snapshot->destination_ids[decision_.revision->index])
+          .connect_failures;
+  }
   release_upstream(false);
   response_.reset();
   fail(kind);
@@ -746,8 +766,7 @@ void Session::release_upstream(bool reusable) {
   if (reusable && !draining_ && !worker_.draining()) {
     worker_.pool().give_back(std::move(upstream_), Clock::now());
   } else {
-    error_code ignored;
-    upstream_->stream.socket().close(ignored);  // a pending watch may hold the object a little longer
+    worker_.pool().closed(*upstream_);
   }
   upstream_.reset();
 }
@@ -775,6 +794,7 @@ void Session::close() {
   if (phase_ == Phase::closed) return;
   phase_ = Phase::closed;
   deadline_ = Clock::time_point::max();
+  end_in_flight();  // a request cut off before its metrics were recorded
   release_upstream(false);
   error_code ignored;
   stream_.socket().close(ignored);

@@ -96,6 +96,7 @@ class Session : public SessionBase,
                    std::string_view location = {});
   void redirect_to_https();
   void record_metrics();
+  void end_in_flight();
   void close();
   void close_gracefully();
   void release_upstream(bool reusable);
@@ -137,6 +138,7 @@ class Session : public SessionBase,
   bool expect_continue_ = false; // the client waits for "100 Continue" before its body
   bool timed_out_ = false;       // set by the deadline sweep before it cancels upstream I/O
   bool recorded_ = false;        // this request's metrics were recorded
+  bool in_flight_ = false;       // counted in the shard's requests in flight
   bool replayable_ = false;      // idempotent and bodyless: may be sent again once
   bool response_bytes_seen_ = false;  // the upstream sent something for this request
   bool waiting_on_client_ = false;    // sending_request: reading the body (not writing it)

@@ -6,12 +6,16 @@
 
 namespace revgate::proxy {
 
-std::shared_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key) {
+std::shared_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key,
+                                                       std::uint32_t destination) {
   auto it = idle_.find(key);
   if (it == idle_.end() || it->second.empty()) return nullptr;
   auto connection = std::move(it->second.back());
   it->second.pop_back();
   connection->in_pool = false;
+  --shard_.upstream(connection->destination).idle;
+  connection->destination = destination;
+  ++shard_.upstream(destination).active;
   if (connection->watching) {
     // Ends the watch: its handler tells the taker whether anything came meanwhile. No system
     // call: Asio completes the pending read as aborted.
@@ -25,7 +29,9 @@ void UpstreamPool::give_back(std::shared_ptr<UpstreamConnection> connection,
                              Clock::time_point now) {
   auto it = idle_.find(std::string_view{connection->key});
   if (it == idle_.end()) it = idle_.emplace(connection->key, Idle{}).first;
+  --shard_.upstream(connection->destination).active;
   if (it->second.size() >= max_idle_per_endpoint_) return discard(*connection);
+  ++shard_.upstream(connection->destination).idle;
   connection->idle_since = now;
   connection->in_pool = true;
   it->second.push_back(std::move(connection));
@@ -49,9 +55,25 @@ void UpstreamPool::on_watch_end(const std::shared_ptr<UpstreamConnection>& conne
     // Closed by the upstream, or bytes no request asked for: never hand it out.
     auto it = idle_.find(std::string_view{connection->key});
     if (it != idle_.end()) std::erase(it->second, connection);
-    return discard(*connection);
+    return discard_idle(*connection);
   }
   if (auto waiter = std::move(connection->waiter)) waiter->on_upstream_checked(quiet);
+}
+
+void UpstreamPool::opened(UpstreamConnection& connection, std::uint32_t destination) {
+  connection.destination = destination;
+  ++shard_.upstream(destination).active;
+  ++shard_.upstream(destination).opened;
+}
+
+void UpstreamPool::closed(UpstreamConnection& connection) {
+  --shard_.upstream(connection.destination).active;
+  discard(connection);
+}
+
+void UpstreamPool::discard_idle(UpstreamConnection& connection) {
+  --shard_.upstream(connection.destination).idle;
+  discard(connection);
 }
 
 void UpstreamPool::discard(UpstreamConnection& connection) {
@@ -66,7 +88,7 @@ void UpstreamPool::sweep(Clock::time_point now, std::chrono::milliseconds idle_t
     auto fresh = std::find_if(connections.begin(), connections.end(), [&](const auto& c) {
       return now - c->idle_since < idle_timeout;
     });
-    std::for_each(connections.begin(), fresh, [](const auto& c) { discard(*c); });
+    std::for_each(connections.begin(), fresh, [this](const auto& c) { discard_idle(*c); });
     connections.erase(connections.begin(), fresh);
   }
   // Watch what stays. A watch never completes inside async_read_some (Asio posts even an
@@ -80,7 +102,7 @@ void UpstreamPool::sweep(Clock::time_point now, std::chrono::milliseconds idle_t
 
 void UpstreamPool::close_all() {
   for (auto& [key, connections] : idle_) {
-    for (const auto& connection : connections) discard(*connection);
+    for (const auto& connection : connections) discard_idle(*connection);
   }
   idle_.clear();
 }

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "metrics/metrics.h"
 #include "proxy/net.h"
 #include "proxy/stream.h"
 #include <boost/beast/core/flat_buffer.hpp>
@@ -34,6 +35,7 @@ struct UpstreamConnection {
   std::string key;  // UpstreamEndpoint::pool_key: the pool it returns to
   Clock::time_point idle_since{};
   std::uint64_t requests = 0;  // requests sent on it; > 0 means it was reused
+  std::uint32_t destination = 0;  // metrics destination of the request that last used it
   // While idle in the pool a one-byte read watches the connection, as nginx's keepalive
   // module does: an upstream that closes it, or writes after its response, is seen then,
   // not by the next request. The watch starts at the pool's next sweep, not at once: a
@@ -44,16 +46,22 @@ struct UpstreamConnection {
   std::shared_ptr<UpstreamWaiter> waiter;  // set by a taker while the watch is ending
 };
 
+// Counts its connections in the worker's metrics shard: idle ones in the pool; active ones
+// from take() (or the session's connect) to give_back() (or the session's close).
 class UpstreamPool {
  public:
-  explicit UpstreamPool(std::size_t max_idle_per_endpoint)
-      : max_idle_per_endpoint_(max_idle_per_endpoint) {}
+  UpstreamPool(std::size_t max_idle_per_endpoint, metrics::WorkerShard& shard)
+      : max_idle_per_endpoint_(max_idle_per_endpoint), shard_(shard) {}
 
-  // The most recently used idle connection to `key`, or null. If `watching` is still true on
-  // the result, its watch is being cancelled: set `waiter` and wait for on_upstream_checked().
-  std::shared_ptr<UpstreamConnection> take(std::string_view key);
+  // The most recently used idle connection to `key`, or null; counted active for
+  // `destination`. If `watching` is still true on the result, its watch is being cancelled:
+  // set `waiter` and wait for on_upstream_checked().
+  std::shared_ptr<UpstreamConnection> take(std::string_view key, std::uint32_t destination);
   // Keep a connection whose last response ended cleanly; closes it when the pool is full.
   void give_back(std::shared_ptr<UpstreamConnection> connection, Clock::time_point now);
+  // A connection the session made (active) and one it closes (no longer active).
+  void opened(UpstreamConnection& connection, std::uint32_t destination);
+  void closed(UpstreamConnection& connection);
   // Close connections idle since before `now - idle_timeout`; start watching the others.
   void sweep(Clock::time_point now, std::chrono::milliseconds idle_timeout);
   void close_all();
@@ -67,10 +75,12 @@ class UpstreamPool {
     }
   };
   std::size_t max_idle_per_endpoint_;
+  metrics::WorkerShard& shard_;
   // LIFO per endpoint: the hottest connection is reused first, cold ones age out.
   void watch(const std::shared_ptr<UpstreamConnection>& connection);
   void on_watch_end(const std::shared_ptr<UpstreamConnection>& connection,
                     boost::system::error_code ec, std::size_t bytes);
+  void discard_idle(UpstreamConnection& connection);
   static void discard(UpstreamConnection& connection);
   using Idle = std::vector<std::shared_ptr<UpstreamConnection>>;
   std::unordered_map<std::string, Idle, KeyHash, std::equal_to<>> idle_;

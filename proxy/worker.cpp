@@ -47,7 +47,7 @@ Worker::Worker(unsigned id, std::shared_ptr<const Snapshot> snapshot)
       io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       sweep_timer_(io_),
       view_(std::make_shared<WorkerView>(snapshot)),
-      pool_(snapshot->config->upstream.max_idle_per_endpoint),
+      pool_(snapshot->config->upstream.max_idle_per_endpoint, shard_),
       rng_(std::random_device{}() ^ (std::uint64_t{id} << 32)) {}
 
 Worker::~Worker() {

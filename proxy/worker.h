@@ -157,9 +157,9 @@ class Worker {
   std::vector<std::unique_ptr<Listener>> listeners_;
   boost::asio::steady_timer sweep_timer_;
   std::shared_ptr<WorkerView> view_;
+  metrics::WorkerShard shard_;  // before the pool, which counts into it
   UpstreamPool pool_;
   BlockPool header_blocks_;
-  metrics::WorkerShard shard_;
   Rng rng_;
   bool draining_ = false;
   boost::intrusive::list<SessionBase, boost::intrusive::constant_time_size<false>> sessions_;

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include "cli/services_command.h"
 #include "config/config.h"
 #include "echo/echo_server.h"
 #include "proxy/server.h"
@@ -46,7 +47,7 @@ std::string describe_split(const routing::Service& service, const routing::Targe
     if (!out.empty()) out += ", ";
     out += fmt::format("{} {}%", target.revision->name, target.percent);
   }
-  out += service.split_policy == config::SplitPolicy::smooth ? " (smooth)" : " (random)";
+  out += fmt::format(" ({})", config::to_string(service.split_policy));
   return out;
 }
 
@@ -88,6 +89,7 @@ int cmd_route(const std::string& path, const std::string& host, const std::strin
   auto config = load_or_report(path);
   if (!config) return kExitConfig;
   std::string tag;
+  std::vector<std::pair<std::string, std::string>> fields;  // lowercase name, value
   for (const auto& header : headers) {
     auto colon = header.find(':');
     if (colon == std::string::npos) {
@@ -99,9 +101,19 @@ int cmd_route(const std::string& path, const std::string& host, const std::strin
     while (!value.empty() && value.front() == ' ') value.erase(0, 1);
     for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (name == "knative-serving-tag") tag = value;
+    fields.emplace_back(std::move(name), std::move(value));
   }
   routing::Router router(routing::RouteTable::compile(*config));
-  auto decision = router.route({host, target_path, tag}, std::random_device{}());
+  routing::RequestView request;
+  request.host = host;
+  request.path = target_path;
+  request.tag_header = tag;
+  const auto match = router.table()->find_host(host);
+  for (const auto& [name, value] : fields) {  // what a sticky service hashes on
+    if (name == "cookie") request.cookie_header = value;
+    if (match.service != nullptr && name == match.service->hash_header) request.hash_header = value;
+  }
+  auto decision = router.route(match, request, std::random_device{}());
   if (!decision) {
     fmt::print("host {}: no route (404, response flag NR)\n", host);
     return kExitConfig;
@@ -129,8 +141,26 @@ int cmd_simulate(const std::string& path, const std::string& host, const std::st
   std::mt19937_64 entropy(seed);
   std::map<std::string, std::uint64_t> counts;
   const routing::Service* service = nullptr;
+  // A hash service sees a new user per pick: a random key (as header value and client address;
+  // cookie mode gets no cookie, so each pick draws a new one), so the shares show the weights.
+  const auto found = router.table()->find_host(host);
+  const bool new_user_per_pick =
+      found.service != nullptr && found.service->split_policy == config::SplitPolicy::hash;
+  char key[16];
   for (std::uint64_t i = 0; i < n; ++i) {
-    auto decision = router.route({host, "/", tag}, entropy());
+    routing::RequestView request;
+    request.host = host;
+    request.path = "/";
+    request.tag_header = tag;
+    if (new_user_per_pick) {
+      std::uint64_t bits = entropy();
+      for (char& c : key) {
+        c = "0123456789abcdef"[bits & 0xF];
+        bits >>= 4;
+      }
+      request.hash_header = request.source_ip = std::string_view(key, sizeof key);
+    }
+    auto decision = router.route(request, entropy());
     if (!decision) {
       fmt::print("host {}: no route (404, response flag NR)\n", host);
       return kExitConfig;
@@ -138,9 +168,9 @@ int cmd_simulate(const std::string& path, const std::string& host, const std::st
     service = decision.service;
     ++counts[decision.revision->name];
   }
-  fmt::print("{} picks for host {} (service {}/{}, {} split)\n", n, host, service->namespace_name,
-             service->name,
-             service->split_policy == config::SplitPolicy::smooth ? "smooth" : "random");
+  fmt::print("{} picks for host {} (service {}/{}, {} split{})\n", n, host, service->namespace_name,
+             service->name, config::to_string(service->split_policy),
+             new_user_per_pick ? ", a random key per pick" : "");
   fmt::print("{:<32} {:>10} {:>9} {:>11}\n", "REVISION", "PICKS", "SHARE", "CONFIGURED");
   for (const auto& [revision, count] : counts) {
     int configured = 0;
@@ -322,6 +352,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   echo_cmd->add_option("--threads", echo_options.threads, "Threads")->capture_default_str();
 
+  cli::AdminCommands admin_commands(app);  // services list|describe, revisions list
   auto* version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -339,6 +370,7 @@ int main(int argc, char** argv) {
     fmt::print("revgate {}\n", REVGATE_VERSION);
     return kExitOk;
   }
+  if (auto code = admin_commands.run()) return *code;
   if (*demo) return cmd_demo(demo_address, demo_port, demo_admin_port);
   if (*check) return cmd_check(config_path);
   if (*route) return cmd_route(config_path, host, path, headers);

@@ -138,6 +138,17 @@ struct HistogramFamily {
 
 }  // namespace
 
+std::string_view format_response_flags(std::uint16_t flags, char (&out)[40]) {
+  std::size_t n = 0;
+  for (const auto& f : kFlagCodes) {
+    if ((flags & f.bit) == 0) continue;
+    if (n != 0) out[n++] = ',';
+    f.code.copy(out + n, f.code.size());
+    n += f.code.size();
+  }
+  return {out, n};
+}
+
 std::string response_flags_string(std::uint16_t flags) {
   std::string out;
   append_flags(out, flags);

@@ -32,6 +32,8 @@ enum ResponseFlag : std::uint16_t {
 // Every flag above; other bits are dropped by WorkerShard::record.
 inline constexpr std::uint16_t kAllResponseFlags = (1 << 9) - 1;
 std::string response_flags_string(std::uint16_t flags);
+// The same without allocating, into `out`; an empty view when no flag is set.
+std::string_view format_response_flags(std::uint16_t flags, char (&out)[40]);
 
 // The destination labels of one revision. Id 0 is always the unknown destination (requests
 // no route took and local replies before routing), labelled "unknown" as Istio does.

@@ -8,6 +8,8 @@
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include "tracing/trace_context.h"
+
 namespace revgate::proxy {
 
 namespace beast = boost::beast;
@@ -104,6 +106,7 @@ void write_request_head(std::string& out, const RequestHead& request,
   const ConnectionTokens connection_tokens(request);
   std::string xff;  // X-Forwarded-For values received (rare on the benchmark path)
   bool has_request_id = false;
+  bool has_traceparent = false;
   for (const auto& field : request) {
     const auto name = field.name();
     if (is_hop_by_hop(name) || name == http::field::content_length) continue;
@@ -123,6 +126,10 @@ void write_request_head(std::string& out, const RequestHead& request,
         continue;  // ours to set: a client must not choose them
       }
       has_request_id |= beast::iequals(name_string, "x-request-id");
+      if (beast::iequals(name_string, "traceparent")) {
+        if (has_traceparent || !tracing::valid_traceparent(field.value())) continue;
+        has_traceparent = true;
+      }
     }
     append_field(out, name_string, field.value());
   }
@@ -133,12 +140,16 @@ void write_request_head(std::string& out, const RequestHead& request,
   if (!has_request_id) append_field(out, "X-Request-Id", forwarded.request_id);
   append_field(out, "Knative-Serving-Revision", forwarded.revision);
   append_field(out, "Knative-Serving-Namespace", forwarded.namespace_name);
+  if (!has_traceparent && !forwarded.traceparent.empty()) {
+    append_field(out, "traceparent", forwarded.traceparent);
+  }
   append_framing(out, framing, content_length);
   out.append(kCrlf);
 }
 
 void write_response_head(std::string& out, const ResponseHead& response, Framing framing,
-                         std::uint64_t content_length, bool keep_alive, bool client_http10) {
+                         std::uint64_t content_length, bool keep_alive, bool client_http10,
+                         std::string_view extra_fields) {
   out.clear();
   out.append("HTTP/1.1 ");
   append_decimal(out, response.result_int());
@@ -156,6 +167,7 @@ void write_response_head(std::string& out, const ResponseHead& response, Framing
     if (connection_tokens.names(name_string)) continue;
     append_field(out, name_string, field.value());
   }
+  out.append(extra_fields);
   append_framing(out, framing, content_length);
   if (!keep_alive) {
     out.append("Connection: close\r\n");

@@ -33,11 +33,16 @@ struct ForwardedFor {
   std::string_view revision;        // Knative-Serving-Revision
   std::string_view namespace_name;  // Knative-Serving-Namespace
   std::string_view request_id;      // X-Request-Id, used only when the request has none
+  // W3C traceparent, used only when the request has no valid one (an invalid one is dropped:
+  // the trace restarts here, as Trace Context says). Empty: none added.
+  std::string_view traceparent;
 };
 
 // The request head for the upstream: "METHOD target HTTP/1.1", the end-to-end fields as
 // received, X-Forwarded-For (appended), X-Forwarded-Proto, X-Request-Id (kept when present),
-// Knative-Serving-Revision/-Namespace (replacing any the client sent), then the framing.
+// Knative-Serving-Revision/-Namespace (replacing any the client sent), traceparent when the
+// request has no valid one, then the framing. tracestate, B3 and X-Cloud-Trace-Context pass
+// through like any end-to-end field.
 void write_request_head(std::string& out, const RequestHead& request,
                         const ForwardedFor& forwarded, Framing framing,
                         std::uint64_t content_length);
@@ -45,9 +50,11 @@ void write_request_head(std::string& out, const RequestHead& request,
 // The response head for the client: "HTTP/1.1 code reason", the end-to-end fields as
 // received, the framing, and `Connection: close` (or `keep-alive` for an HTTP/1.0 client that
 // keeps the connection). With Framing::none a Content-Length from the upstream passes as is
-// (a HEAD response describes the body it did not send).
+// (a HEAD response describes the body it did not send). `extra_fields` ("Name: value\r\n"
+// lines the proxy adds, such as x-envoy-upstream-service-time) go before the framing.
 void write_response_head(std::string& out, const ResponseHead& response, Framing framing,
-                         std::uint64_t content_length, bool keep_alive, bool client_http10);
+                         std::uint64_t content_length, bool keep_alive, bool client_http10,
+                         std::string_view extra_fields = {});
 
 // A random (version 4) UUID from 128 random bits, formatted 8-4-4-4-12 in lowercase hex.
 void format_uuid4(std::uint64_t high, std::uint64_t low, char (&out)[36]);

@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "metrics/metrics.h"
+#include "accesslog/writer.h"
 #include "proxy/admin.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
@@ -79,6 +80,8 @@ struct Server::Impl {
     std::uint64_t reloads_failed = 0;
   };
   std::vector<TlsListener> tls_listeners;
+  // The access log's background writer (null when off); outlives the workers' buffers.
+  std::unique_ptr<accesslog::Writer> access_log;
   // The control loop (admin, signals, reloads, the grace timer). With one worker it is that
   // worker's loop on the main thread: a single-threaded process, like one nginx worker, whose
   // socket calls take the kernel's cheaper single-threaded file lookup. With more workers it
@@ -178,6 +181,12 @@ struct Server::Impl {
     if (loaded->listeners.size() != snapshot->config->listeners.size()) {
       log_warning("reload: listener changes take effect after a restart");
     }
+    const auto& running_log = snapshot->config->access_log;
+    if (loaded->access_log.has_value() != running_log.has_value() ||
+        (running_log && (loaded->access_log->path != running_log->path ||
+                         loaded->access_log->format != running_log->format))) {
+      log_warning("reload: accessLog changes take effect after a restart");
+    }
     ++generation;
     auto made = make_snapshot(std::move(*loaded));
     if (!made) {
@@ -267,6 +276,7 @@ struct Server::Impl {
       process.reloads_ok = reloads_ok;
       process.reloads_failed = reloads_failed;
       process.process = metrics::read_process_stats();
+      if (access_log) process.access_log_dropped_lines = access_log->dropped_lines();
       for (const auto& listener : tls_listeners) {
         process.certificate_reloads.push_back(
             {listener.name, listener.reloads_ok, listener.reloads_failed});
@@ -306,8 +316,17 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
   impl->snapshot = std::move(*snapshot);
   const auto& cfg = *impl->snapshot->config;
 
+  if (cfg.access_log) {
+    auto writer = accesslog::Writer::create(*cfg.access_log);
+    if (!writer) return std::unexpected("accessLog: " + writer.error());
+    impl->access_log = std::move(*writer);
+  }
   for (unsigned i = 0; i < worker_count; ++i) {
     impl->workers.push_back(std::make_unique<Worker>(i, impl->snapshot));
+    if (impl->access_log) {
+      impl->workers.back()->set_access_log(
+          std::make_unique<accesslog::WorkerLog>(*impl->access_log));
+    }
   }
   if (worker_count == 1) {
     impl->io = &impl->workers.front()->io();
@@ -407,6 +426,8 @@ int Server::run() {
     impl.io->run();
     for (auto& worker : impl.workers) worker->join();
   }
+  // Every worker flushed its lines when its loop ended: write them all before exiting.
+  if (impl.access_log) impl.access_log->stop();
   log_info("stopped");
   return 0;
 }

@@ -1,6 +1,7 @@
 #include "proxy/session.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include <boost/asio/ip/address.hpp>
@@ -12,6 +13,8 @@
 #include "proxy/http_headers.h"
 #include "proxy/log.h"
 #include "tls/client_context.h"
+#include "tracing/trace_context.h"
+#include "accesslog/writer.h"
 
 namespace revgate::proxy {
 
@@ -226,6 +229,7 @@ void Session::on_request_head() {
   bool has_expect = false;
   route_view_ = {};
   route_view_.path = request.target();
+  route_view_.source_ip = client_ip_;
   expect_continue_ = false;
   for (const auto& field : request) {
     ++field_count;
@@ -236,6 +240,9 @@ void Session::on_request_head() {
         break;
       case http::field::transfer_encoding: has_transfer_encoding = true; break;
       case http::field::content_length: has_content_length = true; break;
+      case http::field::cookie:
+        if (route_view_.cookie_header.empty()) route_view_.cookie_header = field.value();
+        break;
       case http::field::expect:
         has_expect = true;
         expect_continue_ = beast::iequals(field.value(), "100-continue");
@@ -296,14 +303,24 @@ void Session::on_request_head() {
 void Session::route_request() {
   if (listener_.https_redirect_port != 0) return redirect_to_https();
   auto& request = request_->get();
-  decision_ = view_->router.route(route_view_, worker_.rng().next());
+  auto& router = view_->router;
+  const auto match = router.table()->find_host(route_view_.host);
+  if (match.service != nullptr && match.service->hash_key == routing::HashKey::header) {
+    // A sticky service hashes on a header only routing knows the name of.
+    auto it = request.find(match.service->hash_header);
+    if (it != request.end()) route_view_.hash_header = it->value();
+  }
+  auto& rng = worker_.rng();
+  decision_ = router.route(match, route_view_, rng.next());
   if (!decision_) return fail(ErrorKind::no_route);
   if (decision_.endpoint == nullptr) return fail(ErrorKind::no_healthy_upstream);
 
   // The head for the upstream: hop-by-hop out, forwarding headers in, framing re-added.
-  char request_id[36];
-  auto& rng = worker_.rng();
-  format_uuid4(rng.next(), rng.next(), request_id);
+  format_uuid4(rng.next(), rng.next(), request_id_);
+  char traceparent[tracing::kTraceparentSize];
+  const auto trace = tracing::make_traceparent(
+      rng.next(), rng.next(), rng.next(),
+      tracing::sample(config().tracing.sample_rate, rng.next()), traceparent);
   if (request_->chunked()) {
     request_framing_ = Framing::chunked;
   } else if (request_->content_length()) {
@@ -314,7 +331,7 @@ void Session::route_request() {
   write_request_head(head_out_, request,
                      {client_ip_, listener_.https ? "https" : "http", decision_.revision->name,
                       decision_.service->namespace_name,
-                      std::string_view(request_id, sizeof request_id)},
+                      std::string_view(request_id_, sizeof request_id_), trace},
                      request_framing_, request_->content_length().value_or(0));
   connect_upstream();
 }
@@ -403,6 +420,11 @@ void Session::on_upstream_handshake(error_code ec) {
 void Session::send_request() {
   phase_ = Phase::sending_request;
   deadline_ = Clock::time_point::max();
+  if (started_endpoint_ == nullptr) {  // a retry is the same request
+    started_endpoint_ = decision_.endpoint;
+    view_->router.request_started(*started_endpoint_);
+  }
+  upstream_start_ = Clock::now();
   ++upstream_->requests;
   head_pending_ = true;
   write_request();
@@ -578,11 +600,35 @@ void Session::on_response_head() {
   if (draining_ || worker_.draining()) client_keep_alive_ = false;
   write_response_head(head_out_, response, response_framing_,
                       response_->content_length().value_or(0), client_keep_alive_,
-                      client_http10_);
+                      client_http10_, response_fields());
   head_pending_ = true;
   phase_ = Phase::relaying_response;
   chunk_fill_ = 0;
   fill_response_chunk();
+}
+
+std::string_view Session::response_fields() {
+  // Envoy's x-envoy-upstream-service-time: from the request sent to its response head.
+  upstream_service_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             Clock::now() - upstream_start_)
+                             .count();
+  auto& out = response_fields_;
+  out.assign("x-envoy-upstream-service-time: ");
+  char digits[20];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, upstream_service_ms_).ptr);
+  out.append("\r\n");
+  if (decision_.set_cookie) {
+    // Sticky sessions by cookie: the client's next requests carry it to the same revision.
+    char cookie[routing::kMaxSetCookieLength];
+    out.append("Set-Cookie: ").append(routing::format_set_cookie(decision_, cookie));
+    if (listener_.https) out.append("; Secure");
+    out.append("\r\n");
+  }
+  if (decision_.service->debug_headers) {
+    out.append("X-Revgate-Revision: ").append(decision_.revision->name).append("\r\n");
+    out.append("X-Revgate-Endpoint: ").append(decision_.endpoint->authority).append("\r\n");
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- 6. relay response body
@@ -663,6 +709,7 @@ void Session::finish_request() {
   decision_ = {};
   flags_ = 0;
   status_ = 0;
+  upstream_service_ms_ = -1;
   request_body_bytes_ = 0;
   response_body_bytes_ = 0;
   retried_ = false;
@@ -673,6 +720,10 @@ void Session::finish_request() {
 }
 
 void Session::end_in_flight() {
+  if (started_endpoint_ != nullptr) {  // LEAST_REQUEST's count of requests at that endpoint
+    view_->router.request_finished(*started_endpoint_);
+    started_endpoint_ = nullptr;
+  }
   if (!in_flight_) return;
   in_flight_ = false;
   worker_.shard().request_ended();
@@ -693,6 +744,49 @@ void Session::record_metrics() {
   sample.request_bytes = request_body_bytes_;
   sample.response_bytes = response_body_bytes_;
   worker_.shard().record(sample);
+  if (auto* log = worker_.access_log()) log_request(*log, sample.duration_ms);
+}
+
+void Session::log_request(accesslog::WorkerLog& log, double duration_ms) {
+  accesslog::Entry entry;
+  const auto now = Clock::now();
+  entry.start_time = std::chrono::system_clock::now() -
+                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                         now - request_start_);
+  if (request_) {
+    const auto& request = request_->get();
+    entry.method = request.method_string();
+    entry.path = request.target();
+    entry.protocol = request.version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
+    if (auto it = request.find(http::field::user_agent); it != request.end()) {
+      entry.user_agent = it->value();
+    }
+    if (auto it = request.find("x-forwarded-for"); it != request.end()) {
+      entry.x_forwarded_for = it->value();
+    }
+    if (auto it = request.find("x-request-id"); it != request.end()) {
+      entry.request_id = it->value();
+    } else if (decision_) {
+      entry.request_id = std::string_view(request_id_, sizeof request_id_);
+    }
+  }
+  entry.authority = route_view_.host;
+  entry.response_code = static_cast<int>(status_);
+  char flags[40];
+  entry.response_flags = metrics::format_response_flags(flags_, flags);
+  entry.bytes_received = request_body_bytes_;
+  entry.bytes_sent = response_body_bytes_;
+  entry.duration_ms = static_cast<std::uint64_t>(duration_ms);
+  if (upstream_service_ms_ >= 0) {
+    entry.upstream_service_time_ms = static_cast<std::uint64_t>(upstream_service_ms_);
+  }
+  if (decision_) {
+    entry.service = decision_.service->name;
+    entry.namespace_name = decision_.service->namespace_name;
+    entry.revision = decision_.revision->name;
+    if (decision_.endpoint != nullptr) entry.upstream_host = decision_.endpoint->authority;
+  }
+  log.append(entry);
 }
 
 // ---------------------------------------------------------------- failures and local replies

@@ -24,6 +24,10 @@
 #include "proxy/proxy_error.h"
 #include "proxy/worker.h"
 
+namespace revgate::accesslog {
+class WorkerLog;
+}
+
 namespace revgate::proxy {
 
 class Session : public SessionBase,
@@ -96,6 +100,8 @@ class Session : public SessionBase,
                    std::string_view location = {});
   void redirect_to_https();
   void record_metrics();
+  void log_request(accesslog::WorkerLog& log, double duration_ms);
+  std::string_view response_fields();  // the fields the proxy adds to the response head
   void end_in_flight();
   void close();
   void close_gracefully();
@@ -139,6 +145,11 @@ class Session : public SessionBase,
   bool timed_out_ = false;       // set by the deadline sweep before it cancels upstream I/O
   bool recorded_ = false;        // this request's metrics were recorded
   bool in_flight_ = false;       // counted in the shard's requests in flight
+  const routing::Endpoint* started_endpoint_ = nullptr;  // counted active in the router
+  Clock::time_point upstream_start_{};   // the request (last attempt) went upstream
+  std::int64_t upstream_service_ms_ = -1;  // to the response head; -1: no upstream answered
+  char request_id_[36];                  // the X-Request-Id made for a request without one
+  std::string response_fields_;          // x-envoy-upstream-service-time, Set-Cookie, debug
   bool replayable_ = false;      // idempotent and bodyless: may be sent again once
   bool response_bytes_seen_ = false;  // the upstream sent something for this request
   bool waiting_on_client_ = false;    // sending_request: reading the body (not writing it)

@@ -2,6 +2,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "accesslog/writer.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
 
@@ -87,10 +88,15 @@ void Worker::start(std::function<void()> on_exit) {
   });
 }
 
+void Worker::set_access_log(std::unique_ptr<accesslog::WorkerLog> log) {
+  access_log_ = std::move(log);
+}
+
 void Worker::run() {
   for (std::size_t i = 0; i < listeners_.size(); ++i) accept(i);
   sweep();
   io_.run();
+  if (access_log_) access_log_->flush();  // the lines of the last requests, on this thread
 }
 
 void Worker::join() {
@@ -133,6 +139,7 @@ void Worker::sweep() {
     }
     pool_.sweep(now, view_->snapshot->config->timeouts.upstream_idle);
     trim_chunks();
+    if (access_log_) access_log_->flush();  // a quiet worker's lines wait at most one sweep
     if (draining_ && sessions_.empty()) {
       pool_.close_all();
       return io_.stop();  // drained: end the loop

@@ -29,6 +29,9 @@ class context;
 namespace revgate::tls {
 class ClientContext;
 }
+namespace revgate::accesslog {
+class WorkerLog;
+}
 
 namespace revgate::proxy {
 
@@ -111,6 +114,8 @@ class Worker {
   void add_listener(Acceptor acceptor, ListenerSpec spec);
   // Before start(): listeners with httpsRedirect answer 301 to `https_port`.
   void set_https_redirect(const config::Config& config, std::uint16_t https_port);
+  // Before start(): this worker's access log buffer (null: access logging is off).
+  void set_access_log(std::unique_ptr<accesslog::WorkerLog> log);
   // Runs the event loop on a new thread; `on_exit` is called on it when the loop ends.
   void start(std::function<void()> on_exit);
   // Runs the event loop on the calling thread until it is drained or stopped.
@@ -133,6 +138,7 @@ class Worker {
   BlockPool& header_blocks() { return header_blocks_; }
   metrics::WorkerShard& shard() { return shard_; }
   Rng& rng() { return rng_; }
+  accesslog::WorkerLog* access_log() { return access_log_.get(); }
   bool draining() const { return draining_; }
   void link(SessionBase& session) { sessions_.push_back(session); }
   // Body relay buffers, recycled so that a request with a body does not allocate one.
@@ -163,6 +169,7 @@ class Worker {
   Rng rng_;
   bool draining_ = false;
   boost::intrusive::list<SessionBase, boost::intrusive::constant_time_size<false>> sessions_;
+  std::unique_ptr<accesslog::WorkerLog> access_log_;  // flushed every sweep and at loop end
   std::vector<std::unique_ptr<char[]>> free_chunks_;
   std::size_t unused_chunks_ = 0;  // fewest chunks left in the pool since the last sweep
 };

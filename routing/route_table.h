@@ -60,6 +60,7 @@ struct Service {
   std::uint32_t cookie_ttl_seconds = 0;
   // Endpoint choice within each of this service's revisions.
   config::LoadBalancer load_balancer = config::LoadBalancer::round_robin;
+  bool debug_headers = false;  // responses say which revision and endpoint served them
   std::vector<Target> targets;  // as configured (percent-0 targets included, for tags)
   // smooth: indices into `targets`, nginx's smooth weighted round robin over one whole cycle
   // (weights divided by their gcd), walked by a per-worker cursor.

@@ -32,7 +32,7 @@ class ParsedHead {
 };
 
 const ForwardedFor kForwarded{"10.0.0.7", "http", "hello-00002", "default",
-                              "11111111-2222-4333-8444-555555555555"};
+                              "11111111-2222-4333-8444-555555555555", ""};
 
 std::string request_head(std::string_view text, Framing framing = Framing::none,
                          std::uint64_t length = 0) {

@@ -29,12 +29,20 @@ struct Fixture {
           shard_a.record(sample);
           shard_b.record(sample);
         }
+        for (WorkerShard* shard : {&shard_a, &shard_b}) {  // every revision has connections
+          auto& upstream = shard->upstream(id);
+          upstream.opened = 4;
+          upstream.idle = 2;
+          upstream.active = 1;
+          upstream.connect_failures = 1;
+        }
         process.traffic.push_back({name, "default", name + "-0000" + std::to_string(r), "",
                                    r == 0 ? 100 : 0});
       }
     }
     catalog = interner.snapshot();
     process.listener_names = {"http"};
+    process.process = read_process_stats();
   }
 };
 
@@ -67,6 +75,7 @@ BENCHMARK(BM_render_fresh_string)->Unit(benchmark::kMillisecond);
 void BM_render_reused_string(benchmark::State& state) {
   const auto& f = fixture();
   std::string text;
+  render_prometheus_to(text, f.shard_a, f.catalog, f.process);  // the previous scrape's memory
   for (auto _ : state) {
     render_prometheus_to(text, f.shard_a, f.catalog, f.process);
     benchmark::DoNotOptimize(text);

@@ -2,6 +2,8 @@
 // Prometheus text (exact lines for a small input; promtool's verdict on a realistic one).
 #include "metrics/metrics.h"
 
+#include <chrono>
+#include <cmath>
 #include <sys/wait.h>
 
 #include <cmath>
@@ -626,6 +628,15 @@ std::string realistic_rendering() {
   workers[0].connection_opened(1);
   workers[1].connection_opened(1);
   workers[1].connection_closed(1);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto& up = workers[i % 2].upstream(ids[i]);
+    up.opened = 3 + i;
+    up.active = 1;
+    up.idle = static_cast<std::int64_t>(i % 3);
+    up.connect_failures = i % 2;
+    up.retries = i % 4;
+  }
+  workers[0].request_started();
 
   WorkerShard merged;
   for (const auto& w : workers) merged.merge(w);
@@ -638,7 +649,63 @@ std::string realistic_rendering() {
   process.config_generation = 4;
   process.reloads_ok = 3;
   process.reloads_failed = 1;
+  process.certificate_reloads = {{"https", 2, 1}};
+  process.process = read_process_stats();
+  process.access_log_dropped_lines = 7;
   return render_prometheus(merged, catalog.snapshot(), process);
+}
+
+TEST(RenderPrometheus, UpstreamConnectionsInFlightAndProcessFigures) {
+  DestinationCatalog catalog;
+  const auto hello = catalog.intern({"hello.default.example.com", "hello", "default", "hello-1"});
+  catalog.intern({"idle.default.example.com", "idle", "default", "idle-1"});  // never used
+  WorkerShard a, b;
+  a.upstream(hello).opened = 2;
+  a.upstream(hello).idle = 1;
+  b.upstream(hello).opened = 1;
+  b.upstream(hello).active = 1;
+  b.upstream(hello).connect_failures = 4;
+  a.upstream(hello).retries = 1;
+  a.request_started();
+  b.request_started();
+  b.request_ended();
+  WorkerShard merged;
+  merged.merge(a);
+  merged.merge(b);
+  ProcessView process;
+  process.process = read_process_stats();
+  const auto text = render_prometheus(merged, catalog.snapshot(), process);
+  const std::string labels = "{service=\"hello\",namespace=\"default\",revision=\"hello-1\"";
+  for (const std::string& line :
+       {std::string("revgate_requests_in_flight 1"),
+        "revgate_upstream_connections" + labels + ",state=\"active\"} 1",
+        "revgate_upstream_connections" + labels + ",state=\"idle\"} 1",
+        "revgate_upstream_connections_opened_total" + labels + "} 3",
+        "revgate_upstream_connect_failures_total" + labels + "} 4",
+        "revgate_upstream_retries_total" + labels + "} 1"}) {
+    EXPECT_NE(text.find("\n" + line + "\n"), std::string::npos) << line << "\n" << text;
+  }
+  EXPECT_EQ(text.find("revision=\"idle-1\""), std::string::npos) << "no series without activity";
+
+  const ProcessStats stats = *process.process;
+  EXPECT_GT(stats.resident_memory_bytes, 1u << 20);
+  EXPECT_GE(stats.virtual_memory_bytes, stats.resident_memory_bytes);
+  EXPECT_GE(stats.open_fds, 3u);  // stdin, stdout, stderr at least
+  EXPECT_GT(stats.max_fds, stats.open_fds);
+  const double now = std::chrono::duration<double>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  EXPECT_LT(std::abs(now - stats.start_time_seconds), 3600) << "started within the hour";
+  EXPECT_GE(stats.cpu_seconds, 0.0);
+  EXPECT_NE(text.find("\nprocess_open_fds "), std::string::npos);
+  EXPECT_NE(text.find("\nprocess_start_time_seconds "), std::string::npos);
+}
+
+TEST(ResponseFlags, FormattedWithoutAllocatingLikeTheString) {
+  char out[40];
+  EXPECT_EQ(format_response_flags(kNoFlags, out), "");
+  EXPECT_EQ(format_response_flags(kAllResponseFlags, out), response_flags_string(kAllResponseFlags));
+  EXPECT_EQ(format_response_flags(kNoRoute, out), "NR");
 }
 
 bool have_promtool() { return std::system("command -v promtool > /dev/null 2>&1") == 0; }

@@ -348,6 +348,13 @@ int main(int argc, char** argv) {
   echo_cmd->add_option("--name", echo_options.name, "Revision name")->required();
   echo_cmd->add_option("--listen", listen, "HOST:PORT (port 0 = any)")->capture_default_str();
   echo_cmd->add_option("--delay-ms", echo_options.delay_ms, "Delay before every answer");
+  auto* delay_p50 = echo_cmd->add_option("--delay-p50-ms", echo_options.delay_p50_ms,
+                                         "Random delay: median (ms, log-normal)");
+  auto* delay_p99 = echo_cmd->add_option("--delay-p99-ms", echo_options.delay_p99_ms,
+                                         "Random delay: 99th percentile (ms, >= the median)");
+  delay_p50->needs(delay_p99)->excludes("--delay-ms");
+  delay_p99->needs(delay_p50)->excludes("--delay-ms");
+  echo_cmd->add_option("--seed", echo_options.seed, "PRNG seed of error rate and delay (0 = random)");
   echo_cmd->add_option("--error-rate", echo_options.error_rate, "Fraction answered 500 (0..1)")
       ->check(CLI::Range(0.0, 1.0));
   echo_cmd->add_option("--threads", echo_options.threads, "Threads")->capture_default_str();

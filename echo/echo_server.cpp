@@ -5,6 +5,7 @@
 // write: no Beast serializer, no JSON DOM, no allocation per request once a connection is warm
 // (Beast's request fields aside). Request parsing is Beast's.
 #include "echo/echo_server.h"
+#include "echo/latency.h"
 
 #include <algorithm>
 #include <array>
@@ -198,12 +199,23 @@ struct alignas(64) RequestCounter {
 struct Worker {
   Worker(const EchoOptions& o, std::uint64_t seed, RequestCounter& counter,
          std::function<std::pair<std::uint64_t, std::uint64_t>()> totals)
-      : options(o), rng(seed), requests(counter), stats(std::move(totals)) {}
+      : options(o), rng(seed), requests(counter), stats(std::move(totals)) {
+    if (o.delay_p50_ms > 0.0) delay = LogNormalDelay::fit(o.delay_p50_ms, o.delay_p99_ms).value();
+  }
+
+  // The reply delay of a plain request, in microseconds: fixed, or drawn (validated options).
+  std::uint64_t next_delay_us() {
+    if (!delay) return std::uint64_t{options.delay_ms} * 1000;
+    const double ms = std::min(delay->draw_ms(rng.next_unit(), rng.next_unit()),
+                               static_cast<double>(kMaxDelayMs));
+    return static_cast<std::uint64_t>(std::llround(ms * 1000.0));
+  }
 
   asio::io_context ioc{1};  // declared first: destroyed last, after everything bound to it
   asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
   const EchoOptions& options;
   SplitMix64 rng;
+  std::optional<LogNormalDelay> delay;  // set when delay_p50_ms is
   json::serializer json;
   std::string scratch;
   RequestCounter& requests;
@@ -219,7 +231,7 @@ struct Reply {
   bool stream_bytes = false;  // /_echo/bytes/N
   bool chunked = false;
   std::uint64_t bytes = 0;
-  std::uint64_t delay_ms = 0;
+  std::uint64_t delay_us = 0;
   bool connection_close_sent = false;  // an /_echo/headers Connection header already says close
   bool stats = false;                  // /_echo/stats: counters instead of the echo
   std::string_view error;              // static text, added to the JSON as "error"
@@ -304,7 +316,7 @@ class Session : public std::enable_shared_from_this<Session> {
     reply_ = Reply{};
     reply_.keep_alive = req.keep_alive();
     reply_.head_only = req.method() == http::verb::head;
-    reply_.delay_ms = worker_.options.delay_ms;
+    reply_.delay_us = worker_.next_delay_us();
     extra_headers_.clear();
     const std::string_view target = req.target();
     if (target.starts_with("/_echo/")) parse_special(target);
@@ -317,8 +329,8 @@ class Session : public std::enable_shared_from_this<Session> {
     } else {
       build_json_reply(req);
     }
-    if (reply_.delay_ms == 0) return write_reply();
-    timer_.expires_after(std::chrono::milliseconds(reply_.delay_ms));
+    if (reply_.delay_us == 0) return write_reply();
+    timer_.expires_after(std::chrono::microseconds(reply_.delay_us));
     timer_.async_wait([self = shared_from_this()](error_code ec) {
       if (!ec) self->write_reply();
     });
@@ -379,7 +391,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!parse_uint(rest.substr(6), n) || n > kMaxDelayMs) {
         return reject(400, "bad /_echo/delay/MS: MS is 0..3600000");
       }
-      reply_.delay_ms = n;
+      reply_.delay_us = n * 1000;
     } else if (rest == "close") {
       reply_.keep_alive = false;
     } else if (rest == "stats") {
@@ -642,6 +654,18 @@ void validate(const EchoOptions& o) {
     throw std::invalid_argument("echo: error_rate must be between 0 and 1");
   }
   if (o.delay_ms > kMaxDelayMs) throw std::invalid_argument("echo: delay_ms must be <= 3600000");
+  if (o.delay_p50_ms != 0.0 || o.delay_p99_ms != 0.0) {
+    if (o.delay_ms != 0) {
+      throw std::invalid_argument(
+          "echo: delay_ms and delay_p50_ms/delay_p99_ms exclude each other");
+    }
+    if (auto fitted = LogNormalDelay::fit(o.delay_p50_ms, o.delay_p99_ms); !fitted) {
+      throw std::invalid_argument(fitted.error());
+    }
+    if (o.delay_p99_ms > static_cast<double>(kMaxDelayMs)) {
+      throw std::invalid_argument("echo: delay_p99_ms must be <= 3600000");
+    }
+  }
   if (o.threads < 1 || o.threads > kMaxThreads) {
     throw std::invalid_argument("echo: threads must be 1..256");
   }

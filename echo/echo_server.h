@@ -11,8 +11,11 @@
 // Header names are lowercased; repeated names are joined with ", " in arrival order. A HEAD
 // response carries the same headers (Content-Length included) and no body. Keep-alive follows the
 // request (HTTP/1.1 default on, HTTP/1.0 only with `Connection: keep-alive`). With `delay_ms` every
-// answer waits that long first (a timer: the thread keeps serving others); with `error_rate` that
-// fraction of requests (any target) is answered 500 instead, with the usual JSON body.
+// answer waits that long first (a timer: the thread keeps serving others); with `delay_p50_ms` and
+// `delay_p99_ms` each answer waits a delay drawn from a log-normal distribution with that median
+// and 99th percentile (echo/latency.h; microsecond resolution); with `error_rate` that fraction of
+// requests (any target) is answered 500 instead, with the usual JSON body. Both draws use the
+// worker's PRNG, seeded from `seed`.
 //
 // Special targets, all under /_echo/ (anything else, `/` included, is a plain echo):
 //   /_echo/bytes/N[?chunked=1]  N bytes of application/octet-stream, byte i = 'a' + i % 26, sent
@@ -53,9 +56,13 @@ struct EchoOptions {
   std::string host = "127.0.0.1";  // IPv4/IPv6 literal (brackets allowed) or a resolvable name
   std::uint16_t port = 0;          // 0 = any free port; read it back with EchoServer::port()
   std::uint32_t delay_ms = 0;      // wait before every answer (0..3600000)
+  // A random delay instead (both set, 0 < p50 <= p99 <= 3600000, delay_ms 0): log-normal with
+  // this median and 99th percentile, in ms; p50 == p99 is a fixed delay with sub-ms resolution.
+  double delay_p50_ms = 0.0;
+  double delay_p99_ms = 0.0;
   double error_rate = 0.0;         // 0..1: that fraction of requests is answered 500
   unsigned threads = 1;            // worker threads, each with its own io_context (1..256)
-  std::uint64_t seed = 0;          // seed of the error_rate PRNG; 0 = from std::random_device
+  std::uint64_t seed = 0;          // seed of the error_rate/delay PRNG; 0 = std::random_device
   std::uint64_t max_body_bytes = std::uint64_t{1} << 30;  // larger request bodies get 413
 };
 

@@ -1,6 +1,7 @@
 // EchoServer through real loopback sockets on port 0, with a small synchronous Beast client.
 #include "echo/echo_server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -323,6 +324,56 @@ TEST(EchoServer, DelayEndpointAndOption) {
   auto res = slow_client.get("/");
   EXPECT_GE(Clock::now() - t0, std::chrono::milliseconds(100));
   EXPECT_EQ(res["X-Revision"], "slow");
+}
+
+// --delay-p50-ms/--delay-p99-ms: each request's delay is drawn; the observed latencies through
+// real sockets follow the asked median and tail (loopback and timer overhead are ~0.1 ms).
+TEST(EchoServer, DelayDistributionHasTheAskedMedianAndTail) {
+  using Clock = std::chrono::steady_clock;
+  auto server = start_server(
+      {.name = "lognormal", .delay_p50_ms = 2.0, .delay_p99_ms = 10.0, .threads = 2, .seed = 7});
+  ASSERT_TRUE(server);
+  constexpr int kClients = 4;
+  constexpr int kPerClient = 150;
+  std::vector<std::vector<double>> seen(kClients);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      Client client(server->port());
+      for (int i = 0; i < kPerClient; ++i) {
+        const auto t0 = Clock::now();
+        EXPECT_EQ(client.get("/").result_int(), 200);
+        seen[c].push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  std::vector<double> all;
+  for (auto& v : seen) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+  const double n = static_cast<double>(all.size());
+  const double p50 = all[all.size() / 2];
+  const auto share_over = [&](double ms) {
+    return static_cast<double>(all.end() - std::upper_bound(all.begin(), all.end(), ms)) / n;
+  };
+  EXPECT_GT(p50, 1.6);
+  EXPECT_LT(p50, 3.0);
+  EXPECT_LT(all[all.size() / 20], 1.3);  // p5 = 0.64 ms: not a fixed delay
+  EXPECT_GT(share_over(5.0), 0.03);      // expected 9.3% over 5 ms
+  EXPECT_LT(share_over(5.0), 0.20);
+  EXPECT_LT(share_over(10.0), 0.04);  // expected 1% over the p99
+  EXPECT_EQ(server->requests(), static_cast<std::uint64_t>(kClients * kPerClient));
+}
+
+TEST(EchoServer, DelayDistributionOptionsAreValidated) {
+  EXPECT_FALSE(EchoServer::create({.delay_p50_ms = 5.0}).has_value());  // p99 missing
+  EXPECT_FALSE(EchoServer::create({.delay_p50_ms = 5.0, .delay_p99_ms = 1.0}).has_value());
+  EXPECT_FALSE(EchoServer::create({.delay_p99_ms = 5.0}).has_value());
+  EXPECT_FALSE(EchoServer::create({.delay_p50_ms = 1.0, .delay_p99_ms = 4'000'000.0}).has_value());
+  auto both = EchoServer::create({.delay_ms = 3, .delay_p50_ms = 1.0, .delay_p99_ms = 2.0});
+  ASSERT_FALSE(both.has_value());
+  EXPECT_EQ(both.error(), "echo: delay_ms and delay_p50_ms/delay_p99_ms exclude each other");
+  EXPECT_TRUE(EchoServer::create({.delay_p50_ms = 1.0, .delay_p99_ms = 1.0}).has_value());
 }
 
 TEST(EchoServer, DelayDoesNotBlockTheThread) {

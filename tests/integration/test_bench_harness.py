@@ -1,0 +1,542 @@
+"""The load-benchmark harness behind bench/run (README "Benchmark harness").
+
+Scenario parsing (valid files, and invalid ones whose errors name the file, line and key), the
+nginx and HAProxy configs it generates (checked by `nginx -t` and `haproxy -c`), the revgate
+configs (checked by `revgate check` where revgate supports the policy, by their structure where
+it does not yet), a 1-second smoke run of a tiny scenario that must produce every report file,
+an idle-connections run, and Ctrl-C in the middle of a run: no process is left behind.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+import uuid
+
+import yaml
+
+from harness import REPO, REVGATE_BIN
+
+BENCH = os.path.join(REPO, "bench")
+RUN = os.path.join(BENCH, "run")
+
+
+def _import_bench_harness():
+    """bench/harness as the package `bench_harness` (this directory's harness.py owns the name
+    `harness`)."""
+    where = os.path.join(BENCH, "harness")
+    spec = importlib.util.spec_from_file_location(
+        "bench_harness", os.path.join(where, "__init__.py"), submodule_search_locations=[where])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["bench_harness"] = package
+    spec.loader.exec_module(package)
+    return package
+
+
+_import_bench_harness()
+from bench_harness import configs, scenario  # noqa: E402
+
+HAVE_PEERS = all(shutil.which(t) for t in ("nginx", "haproxy"))
+HAVE_LOAD = all(shutil.which(t) for t in ("nginx", "haproxy", "wrk", "gnuplot"))
+
+TINY = """\
+name: tiny
+description: a two-second smoke run
+revisions:
+  - name: rev-a
+    percent: 80
+    instances: 2
+  - name: rev-b
+    percent: 20
+    latency: {p50: 0.2ms, p99: 2ms}
+proxies:
+  - kind: revgate
+  - kind: nginx
+  - kind: haproxy
+load:
+  connections: 8
+  duration: 1s
+  warmup: 0
+  rounds: 1
+"""
+
+
+def processes_with_token(token):
+    """Pids of live processes whose environment holds REVGATE_BENCH_TEST_TOKEN=token."""
+    needle = f"REVGATE_BENCH_TEST_TOKEN={token}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read()
+            with open(f"/proc/{name}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and state != "Z":
+            found.append(int(name))
+    return found
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+class Scenarios(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="bench-test.")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def write(self, text, name="s.yaml"):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        return path
+
+    def errors_of(self, text):
+        with self.assertRaises(scenario.ScenarioError) as cm:
+            scenario.load(self.write(text))
+        return cm.exception.errors
+
+    def test_shipped_scenarios_parse(self):
+        names = sorted(os.listdir(os.path.join(BENCH, "scenarios")))
+        self.assertEqual(names, ["canary-90-10.yaml", "idle-connections.yaml", "many-hosts.yaml",
+                                 "policies.yaml", "skewed-latency.yaml", "tls.yaml"])
+        by = {n[:-5]: scenario.load(os.path.join(BENCH, "scenarios", n)) for n in names}
+        canary = by["canary-90-10"]
+        self.assertEqual(canary.configured_split(), {"stable": 90, "canary": 10})
+        self.assertEqual([p.kind for p in canary.proxies], ["revgate", "nginx", "haproxy"])
+        self.assertTrue(all(p.workers == 1 for p in canary.proxies))
+        self.assertEqual(by["idle-connections"].mode, "idle-connections")
+        self.assertEqual(by["idle-connections"].idle.connections, 10000)
+        self.assertEqual(by["many-hosts"].hosts, 10000)
+        self.assertTrue(by["tls"].tls)
+        self.assertEqual(by["tls"].load.modes, ["keepalive", "close"])
+        sticky = [p for p in by["policies"].proxies if p.split_policy == "hash"]
+        self.assertTrue(sticky and all(p.hash_on.name == "X-User" for p in sticky))
+        self.assertEqual(by["policies"].load.users, 1000)
+        skewed = by["skewed-latency"]
+        self.assertIn("LEAST_REQUEST", [p.load_balancer for p in skewed.proxies])
+        stable = skewed.revisions[0]
+        self.assertEqual(stable.instances, 3)
+        self.assertEqual([i.latency.p50_ms for i in stable.specs], [1.0, 1.0, 15.0])
+
+    def test_defaults_and_value_forms(self):
+        s = scenario.load(self.write("""\
+            revisions:
+              - {name: a, percent: 100, latency: 2ms, errorRate: 0.01}
+            proxies:
+              - kind: revgate
+              - kind: revgate
+                name: sticky
+                splitPolicy: hash
+                hashOn: {cookie: session}
+                loadBalancer: LEAST_REQUEST
+            load: {duration: 1500ms, warmup: 0}
+            """))
+        self.assertEqual(s.name, "s")
+        self.assertEqual(s.load.duration_s, 1.5)
+        self.assertEqual(s.load.warmup_s, 0.0)
+        self.assertEqual(s.load.rounds, 3)
+        self.assertEqual(s.load.users, 1000)           # a hash policy: a user population
+        self.assertEqual(s.revisions[0].latency.echo_args(), ["--delay-ms", "2"])
+        self.assertEqual(s.revisions[0].specs[0].error_rate, 0.01)
+        self.assertEqual([p.name for p in s.proxies], ["revgate", "sticky"])
+        self.assertEqual(s.proxies[1].hash_on, scenario.HashOn("cookie", "session"))
+        self.assertEqual(s.sticky_keys(), ([], ["session"]))
+
+    def test_invalid_values_name_the_key_and_line(self):
+        errors = self.errors_of("""\
+            revisions:
+              - name: a
+                percent: 90
+              - name: b
+                percent: 120
+            proxies:
+              - kind: revgate
+            """)
+        self.assertIn("s.yaml:5: revisions[1].percent: must be an integer from 0 to 100, got 120",
+                      errors)
+
+    def test_percents_must_sum_to_100(self):
+        errors = self.errors_of("""\
+            revisions:
+              - {name: a, percent: 90}
+              - {name: b, percent: 5}
+            proxies: [{kind: nginx}]
+            """)
+        self.assertEqual(errors, ["s.yaml:2: revisions: the percents must sum to 100, got 95"])
+
+    def test_unknown_keys_are_typos_with_a_suggestion(self):
+        errors = self.errors_of("""\
+            revisions:
+              - {name: a, percent: 100}
+            proxies:
+              - kind: revgate
+                splitpolicy: random
+            laod: {}
+            """)
+        self.assertTrue(any(e.startswith("s.yaml:5: proxies[0].splitpolicy: unknown key (did you "
+                                         "mean splitPolicy?)") for e in errors), errors)
+        self.assertTrue(any(e.startswith("s.yaml:6: laod: unknown key (did you mean load?)")
+                            for e in errors), errors)
+
+    def test_every_error_of_a_file_in_one_pass(self):
+        errors = self.errors_of("""\
+            mode: stress
+            revisions:
+              - name: Bad_Name
+                percent: 100
+                latency: {p50: 20ms, p99: 2ms}
+            proxies:
+              - kind: envoy
+              - kind: revgate
+                splitPolicy: hash
+            load:
+              duration: ten seconds
+              modes: [keepalive, pipelined]
+            """)
+        text = "\n".join(errors)
+        for key in ("mode: must be one of throughput, idle-connections",
+                    "revisions[0].name: must be a DNS-1123 label",
+                    "revisions[0].latency.p99: must be a latency >= p50",
+                    "proxies[0].kind: must be one of revgate, nginx, haproxy, got 'envoy'",
+                    "proxies[1].hashOn: required with splitPolicy: hash",
+                    "load.duration: must be a duration like 500ms",
+                    "load.modes: must be a list of distinct keepalive, close"):
+            self.assertIn(key, text)
+        self.assertGreaterEqual(len(errors), 7)
+
+    def test_required_parts_and_yaml_syntax(self):
+        errors = self.errors_of("proxies: [{kind: revgate}]\n")
+        self.assertEqual(errors, ["s.yaml:1: revisions: required: a list of revisions"])
+        errors = self.errors_of("revisions: [{name: a, percent: 100}\nproxies: x\n")
+        self.assertEqual(len(errors), 1)
+        self.assertRegex(errors[0], r"^s\.yaml:\d+: \(yaml\): ")
+        errors = self.errors_of("""\
+            revisions: [{name: a, percent: 100}]
+            proxies: [{kind: nginx, splitPolicy: random}]
+            hosts: 100
+            """)
+        self.assertIn("with hosts > 1, nginx supports splitPolicy smooth", "\n".join(errors))
+
+    def test_bench_run_reports_scenario_errors_and_exits_2(self):
+        path = self.write("""\
+            revisions: [{name: a, percent: 100, errorRate: 2}]
+            proxies: [{kind: revgate}]
+            """)
+        r = subprocess.run([sys.executable, RUN, path, "--out", os.path.join(self.dir, "out")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("s.yaml:1: revisions[0].errorRate: must be a number from 0.0 to 1.0, got 2",
+                      r.stderr)
+        r = subprocess.run([sys.executable, RUN, os.path.join(BENCH, "scenarios",
+                            "canary-90-10.yaml"), "--only", "envoy"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--only: no proxy named envoy", r.stderr)
+
+
+def _scenario(text):
+    return scenario.loads(textwrap.dedent(text), "gen.yaml")
+
+
+VARIANTS = {
+    "smooth": "{kind: KIND}",
+    "random": "{kind: KIND, splitPolicy: random}",
+    "sticky-header": "{kind: KIND, splitPolicy: hash, hashOn: {header: X-User}}",
+    "sticky-cookie": "{kind: KIND, splitPolicy: hash, hashOn: {cookie: session}}",
+    "least-request": "{kind: KIND, loadBalancer: LEAST_REQUEST}",
+    "random-least-request": "{kind: KIND, splitPolicy: random, loadBalancer: LEAST_REQUEST}",
+}
+REVISIONS = """\
+revisions:
+  - {name: stable, percent: 70, instances: 3}
+  - {name: canary, percent: 20, instances: 2}
+  - {name: next, percent: 10}
+"""
+BACKENDS = {"stable": ["127.0.0.1:20001", "127.0.0.1:20002", "127.0.0.1:20003"],
+            "canary": ["127.0.0.1:20011", "127.0.0.1:20012"], "next": ["127.0.0.1:20021"]}
+
+
+class Configs(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="bench-configs.")
+        os.chmod(self.dir, 0o755)
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.n = 0
+
+    def fresh(self):
+        self.n += 1
+        d = os.path.join(self.dir, str(self.n))
+        os.makedirs(os.path.join(d, "tmp"))
+        return d
+
+    def cert(self):
+        cert, key = os.path.join(self.dir, "c.pem"), os.path.join(self.dir, "k.pem")
+        if not os.path.exists(cert):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out",
+                            cert, "-days", "2", "-subj", "/CN=localhost"],
+                           check=True, capture_output=True)
+        return cert, key
+
+    def nginx_ok(self, scn, proxy, tls=None):
+        d = self.fresh()
+        text = configs.nginx_config(scn, proxy, BACKENDS if scn.hosts == 1 or len(scn.revisions) == 3
+                                    else self.backends2, 30080, d, tls=tls)
+        path = os.path.join(d, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(text)
+        r = subprocess.run(["nginx", "-t", "-q", "-p", d, "-c", path, "-e",
+                            os.path.join(d, "error.log")], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, f"nginx -t refused:\n{text}\n{r.stderr}")
+        return text
+
+    def haproxy_ok(self, scn, proxy, tls=None):
+        d = self.fresh()
+        text, files = configs.haproxy_config(
+            scn, proxy, BACKENDS if len(scn.revisions) == 3 else self.backends2, 30081, d,
+            tls=tls)
+        configs.write_files(d, files)
+        path = os.path.join(d, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write(text)
+        r = subprocess.run(["haproxy", "-c", "-q", "-f", path], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, f"haproxy -c refused:\n{text}\n{r.stdout}{r.stderr}")
+        return text
+
+    backends2 = {"stable": ["127.0.0.1:20001"], "canary": ["127.0.0.1:20011"]}
+
+    @unittest.skipUnless(HAVE_PEERS, "nginx and haproxy not installed (scripts/setup.sh --test)")
+    def test_nginx_and_haproxy_accept_every_policy(self):
+        for variant, proxy in VARIANTS.items():
+            for kind in ("nginx", "haproxy"):
+                with self.subTest(variant=variant, kind=kind):
+                    scn = _scenario(REVISIONS + f"proxies: [{proxy.replace('KIND', kind)}]\n")
+                    p = scn.proxies[0]
+                    text = (self.nginx_ok if kind == "nginx" else self.haproxy_ok)(scn, p)
+                    if variant == "smooth":      # one weighted level: 70/20/10 over 3/2/1
+                        # weights per instance: 70/3 : 20/2 : 10/1 = 140 : 60 : 60 -> 7 : 3 : 3
+                        w = "weight=" if kind == "nginx" else "weight "
+                        self.assertEqual(text.count(f"{w}7"), 3, text)
+                        self.assertEqual(text.count(f"{w}3"), 3, text)
+                    elif variant.startswith("sticky"):
+                        key = {("nginx", "sticky-header"): "$http_x_user",
+                               ("nginx", "sticky-cookie"): "$cookie_session",
+                               ("haproxy", "sticky-header"): "req.hdr(X-User),xxh32,mod(100)",
+                               ("haproxy", "sticky-cookie"): "req.cook(session),xxh32,mod(100)"}
+                        self.assertIn(key[(kind, variant)], text)
+                    if "least-request" in variant:
+                        self.assertIn("least_conn" if kind == "nginx" else "balance leastconn",
+                                      text)
+
+    @unittest.skipUnless(HAVE_PEERS, "nginx and haproxy not installed (scripts/setup.sh --test)")
+    def test_many_hosts_and_tls(self):
+        scn = _scenario("hosts: 50\nrevisions: [{name: stable, percent: 90}, "
+                        "{name: canary, percent: 10}]\nproxies: [{kind: nginx}, {kind: haproxy}]\n")
+        text = self.nginx_ok(scn, scn.proxies[0])
+        self.assertIn("map $host $rg_upstream", text)
+        self.assertEqual(text.count("upstream rg_s"), 50)
+        self.assertIn("svc-49.bench.test rg_s49;", text)
+        text = self.haproxy_ok(scn, scn.proxies[1])
+        self.assertEqual(text.count("\nbackend s"), 50)
+        scn = _scenario("tls: true\nrevisions: [{name: stable, percent: 90}, "
+                        "{name: canary, percent: 10}]\nproxies: [{kind: nginx}, {kind: haproxy}]\n")
+        self.assertIn("ssl_certificate", self.nginx_ok(scn, scn.proxies[0], tls=self.cert()))
+        self.assertIn(" ssl crt ", self.haproxy_ok(scn, scn.proxies[1], tls=self.cert()))
+
+    def revgate_check(self, text):
+        path = os.path.join(self.fresh(), "revgate.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return subprocess.run([REVGATE_BIN, "check", "-c", path], capture_output=True, text=True,
+                              timeout=60)
+
+    def test_revgate_configs(self):
+        # smooth and random: revgate itself accepts them
+        for variant in ("smooth", "random"):
+            scn = _scenario(REVISIONS + f"proxies: [{VARIANTS[variant].replace('KIND', 'revgate')}]\n")
+            text = configs.revgate_config(scn, scn.proxies[0], BACKENDS)
+            r = self.revgate_check(text)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            cfg = yaml.safe_load(text)
+            self.assertEqual(cfg["workers"], 1)
+            self.assertEqual(cfg["domainMappings"], [{"domain": "*", "service": "bench"}])
+            svc = cfg["services"][0]
+            self.assertEqual(svc["splitPolicy"], variant)
+            self.assertEqual(svc["revisions"][0], {"name": "stable", "endpoints": BACKENDS["stable"]})
+            self.assertEqual([t["percent"] for t in svc["traffic"]], [70, 20, 10])
+        # hash / hashOn / loadBalancer: the keys on the service (revgate may not accept them yet)
+        expect = {"sticky-header": {"splitPolicy": "hash", "hashOn": {"header": "X-User"}},
+                  "sticky-cookie": {"splitPolicy": "hash", "hashOn": {"cookie": "session"}},
+                  "least-request": {"splitPolicy": "smooth", "loadBalancer": "LEAST_REQUEST"}}
+        for variant, keys in expect.items():
+            scn = _scenario(REVISIONS + f"proxies: [{VARIANTS[variant].replace('KIND', 'revgate')}]\n")
+            svc = yaml.safe_load(configs.revgate_config(scn, scn.proxies[0], BACKENDS))["services"][0]
+            for k, v in keys.items():
+                self.assertEqual(svc[k], v, variant)
+            if variant != "least-request":
+                self.assertNotIn("loadBalancer", svc)
+        # many hosts and TLS
+        scn = _scenario("hosts: 30\ntls: true\nrevisions: [{name: stable, percent: 90}, "
+                        "{name: canary, percent: 10}]\nproxies: [{kind: revgate, workers: 2}]\n")
+        text = configs.revgate_config(scn, scn.proxies[0], self.backends2, tls=self.cert())
+        cfg = yaml.safe_load(text)
+        self.assertEqual(len(cfg["services"]), 30)
+        self.assertEqual(cfg["domainMappings"][7], {"domain": "svc-07.bench.test",
+                                                    "service": "svc-07"})
+        self.assertEqual(cfg["listeners"][0]["tls"]["certificates"][0]["certFile"], self.cert()[0])
+        r = self.revgate_check(text)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+@unittest.skipUnless(HAVE_LOAD, "nginx, haproxy, wrk and gnuplot needed (scripts/setup.sh --test)")
+class Runs(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="bench-run.")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.token = uuid.uuid4().hex
+        self.env = dict(os.environ, REVGATE_BENCH_TEST_TOKEN=self.token)
+
+    def tearDown(self):
+        for pid in processes_with_token(self.token):   # only if a test failed half-way
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def write(self, text):
+        path = os.path.join(self.dir, "tiny.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def run_bench(self, path, *extra, timeout=120):
+        out = os.path.join(self.dir, "out")
+        r = subprocess.run([sys.executable, RUN, path, "--out", out, "--revgate", REVGATE_BIN,
+                            *extra], capture_output=True, text=True, env=self.env,
+                           timeout=timeout, start_new_session=True)
+        return r, out
+
+    def assert_no_leftovers(self):
+        deadline = time.monotonic() + 5
+        while processes_with_token(self.token) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = processes_with_token(self.token)
+        self.assertEqual(left, [], f"left behind: {[(p, comm(p)) for p in left]}")
+
+    def assert_pictures(self, out, names):
+        for name in names:
+            with open(os.path.join(out, name + ".png"), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", name)
+            with open(os.path.join(out, name + ".svg"), encoding="utf-8") as f:
+                self.assertIn("<svg", f.read(2000), name)
+
+    def test_smoke_run_produces_every_report_file(self):
+        r, out = self.run_bench(self.write(TINY))
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}")
+        self.assert_no_leftovers()
+        self.assertRegex(r.stderr, r"\[round 1/1 \| 1/3\] revgate: [\d,]+ req/s")
+        self.assertIn("report: ", r.stderr)
+        self.assert_pictures(out, ("rps", "latency", "split"))
+        with open(os.path.join(out, "report.md")) as f:
+            md = f.read()
+        for part in ("# revgate bench: tiny", "| revgate | smooth | 1 |", "## Split",
+                     "![rps](rps.png)", "revgate / peer"):
+            self.assertIn(part, md)
+        with open(os.path.join(out, "report.json")) as f:
+            data = json.load(f)
+        self.assertEqual([x["label"] for x in data["runs"]], ["revgate", "nginx", "haproxy"])
+        for run in data["runs"]:
+            s = run["summary"]
+            with self.subTest(proxy=run["label"]):
+                self.assertGreater(s["rps"]["median"], 0)
+                self.assertEqual(len(run["rounds"]), 1)
+                self.assertEqual(s["errors"]["socket"] + s["errors"]["non_2xx_3xx"], 0)
+                for k in ("50", "90", "99", "99.9"):
+                    self.assertGreater(s["latency_ms"][k], 0)
+                split = s["split"]
+                self.assertEqual(split["configured"], {"rev-a": 80, "rev-b": 20})
+                self.assertEqual(set(split["observed"]), {"rev-a", "rev-b"})
+                self.assertAlmostEqual(sum(split["observed"].values()), 100.0, places=6)
+                self.assertLess(split["max_deviation_points"], 3.0, split)
+                self.assertGreater(s["proxy_cpu_seconds_per_10k"], 0)
+                self.assertGreater(s["proxy_peak_rss_kib"], 1000)
+        self.assertEqual({(x["revgate"], x["peer"]) for x in data["ratios"]},
+                         {("revgate", "nginx"), ("revgate", "haproxy")})
+        self.assertIn("cpu", data["machine"])
+        for name in ("revgate.yaml", "nginx.conf", "haproxy.cfg", "load-keepalive.lua"):
+            self.assertTrue(os.path.exists(os.path.join(out, "configs", name)), name)
+
+    def test_idle_connections_run(self):
+        path = self.write(TINY.replace("name: tiny", "name: idle\nmode: idle-connections")
+                          + "idle: {connections: 300}\n")
+        r, out = self.run_bench(path, "--only", "revgate,haproxy")
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}")
+        self.assert_no_leftovers()
+        self.assert_pictures(out, ("idle",))
+        with open(os.path.join(out, "report.json")) as f:
+            data = json.load(f)
+        self.assertEqual([x["label"] for x in data["runs"]], ["revgate", "haproxy"])
+        for run in data["runs"]:
+            s = run["summary"]
+            self.assertEqual(s["connections"], 300)
+            self.assertEqual(s["closed_by_server"], 0)
+            self.assertIsNotNone(s["bytes_per_connection"]["median"])
+        self.assertEqual(len(data["ratios"]), 1)
+        self.assertIn("bytes_per_connection", data["ratios"][0])
+
+    def test_ctrl_c_stops_everything_it_started(self):
+        path = self.write(TINY.replace("duration: 1s", "duration: 60s"))
+        proc = subprocess.Popen([sys.executable, RUN, path, "--out", os.path.join(self.dir, "out"),
+                                 "--revgate", REVGATE_BIN], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(comm(p) == "wrk" and b"-d60s" in cmdline(p)   # the measured run
+                          for p in processes_with_token(self.token)):
+                self.assertIsNone(proc.poll(), proc.communicate()[1] if proc.poll() else "")
+                self.assertLess(time.monotonic(), deadline, "wrk never started")
+                time.sleep(0.1)
+            running = processes_with_token(self.token)   # run, 3 echo, proxy, wrk
+            if len(running) < 6:
+                proc.send_signal(signal.SIGINT)
+                self.fail(f"{[(p, comm(p)) for p in running]}\n{proc.communicate(timeout=30)[1]}")
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(proc.returncode, 128 + signal.SIGINT, err)
+        self.assertIn("interrupted by SIGINT; stopping every process it started", err)
+        self.assert_no_leftovers()
+
+
+if __name__ == "__main__":
+    unittest.main()

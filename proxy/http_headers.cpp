@@ -165,6 +165,14 @@ void write_response_head(std::string& out, const ResponseHead& response, Framing
     if (name == http::field::content_length && framing != Framing::none) continue;
     const std::string_view name_string = field.name_string();
     if (connection_tokens.names(name_string)) continue;
+    // The proxy's own fields replace what an upstream sent under their names (as Envoy does
+    // with x-envoy-upstream-service-time): a client must not see two or a forged one.
+    if (name == http::field::unknown &&
+        (beast::iequals(name_string, "x-envoy-upstream-service-time") ||
+         beast::iequals(name_string, "x-revgate-revision") ||
+         beast::iequals(name_string, "x-revgate-endpoint"))) {
+      continue;
+    }
     append_field(out, name_string, field.value());
   }
   out.append(extra_fields);

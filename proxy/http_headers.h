@@ -51,7 +51,8 @@ void write_request_head(std::string& out, const RequestHead& request,
 // received, the framing, and `Connection: close` (or `keep-alive` for an HTTP/1.0 client that
 // keeps the connection). With Framing::none a Content-Length from the upstream passes as is
 // (a HEAD response describes the body it did not send). `extra_fields` ("Name: value\r\n"
-// lines the proxy adds, such as x-envoy-upstream-service-time) go before the framing.
+// lines the proxy adds, such as x-envoy-upstream-service-time) go before the framing; the
+// upstream's own x-envoy-upstream-service-time and X-Revgate-* fields are dropped.
 void write_response_head(std::string& out, const ResponseHead& response, Framing framing,
                          std::uint64_t content_length, bool keep_alive, bool client_http10,
                          std::string_view extra_fields = {});

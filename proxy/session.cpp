@@ -30,6 +30,8 @@ constexpr std::size_t kBodyReadSize = Worker::kChunkSize;  // bodies: one chunk 
 constexpr std::size_t kMaxChunkFraming = 16 * 1024;  // a chunk-size line or the trailers
 constexpr std::uint32_t kResponseHeaderLimit = 80 * 1024;  // Envoy's default is 60 KiB
 constexpr std::chrono::milliseconds kLingerTime{2000};
+// An idle keep-alive connection gives back its buffers after this long (see park()).
+constexpr std::chrono::milliseconds kParkAfter{200};
 // A head buffer that grew past this for one big head is not kept for the connection's life.
 constexpr std::size_t kKeptHeadCapacity = 8 * 1024;
 
@@ -87,8 +89,25 @@ Session::Session(Worker& worker, Socket socket, const ListenerSpec& listener)
 }
 
 Session::~Session() {
+  if (exchange_) release_exchange(std::move(exchange_));
   worker_.shard().connection_closed(listener_.id);
   if (chunk_) worker_.release_chunk(std::move(chunk_));
+}
+
+thread_local std::vector<std::unique_ptr<Session::Exchange>> Session::free_exchanges_;
+
+std::unique_ptr<Session::Exchange> Session::acquire_exchange() {
+  if (free_exchanges_.empty()) return std::make_unique<Exchange>();
+  auto exchange = std::move(free_exchanges_.back());
+  free_exchanges_.pop_back();
+  return exchange;
+}
+
+void Session::release_exchange(std::unique_ptr<Exchange> exchange) {
+  exchange->response.reset();
+  exchange->request.reset();
+  constexpr std::size_t kMaxFreeExchanges = 1024;
+  if (free_exchanges_.size() < kMaxFreeExchanges) free_exchanges_.push_back(std::move(exchange));
 }
 
 void Session::start() {
@@ -121,6 +140,7 @@ void Session::wait_first_head() {
   // A new connection must start its first head within the request-headers timeout; one that
   // sends nothing (a preconnect, a health check) is closed without an answer.
   phase_ = Phase::waiting;
+  waiting_since_ = Clock::now();
   arm_deadline(config().timeouts.request_headers);
   parse_request_head();
 }
@@ -134,6 +154,7 @@ void Session::read_request_head() {
     // Keep-alive: nothing of the next request yet. Its head timer starts with its first byte.
     if (draining_) return close();
     phase_ = Phase::waiting;
+    waiting_since_ = Clock::now();
     arm_deadline(config().timeouts.idle);
   } else {
     begin_head();  // pipelined: the next head is already here
@@ -155,14 +176,15 @@ void Session::begin_head() {
   arm_deadline(config().timeouts.request_headers);
   head_bytes_ = 0;
   start_line_done_ = false;
-  request_.emplace(std::piecewise_construct, std::make_tuple(),
+  if (!exchange_) exchange_ = acquire_exchange();
+  exchange_->request.emplace(std::piecewise_construct, std::make_tuple(),
                    std::make_tuple(ArenaAllocator<char>(&arena_)));
   // The head limits are enforced here (parse_request_head); Beast's own limit is a backstop.
-  request_->header_limit(static_cast<std::uint32_t>(limits.request_headers_bytes + kReadSize));
+  exchange_->request->header_limit(static_cast<std::uint32_t>(limits.request_headers_bytes + kReadSize));
   if (limits.request_body_bytes != 0) {
-    request_->body_limit(limits.request_body_bytes);
+    exchange_->request->body_limit(limits.request_body_bytes);
   } else {
-    request_->body_limit(boost::none);
+    exchange_->request->body_limit(boost::none);
   }
 }
 
@@ -179,10 +201,10 @@ void Session::parse_request_head() {
       start_line_done_ = line_end != std::string_view::npos;
     }
     error_code ec;
-    auto used = request_->put(buffer_.data(), ec);
+    auto used = exchange_->request->put(buffer_.data(), ec);
     buffer_.consume(used);
     head_bytes_ += used;
-    if (!ec && request_->is_header_done()) {
+    if (!ec && exchange_->request->is_header_done()) {
       if (head_bytes_ > limits.request_headers_bytes) return fail(ErrorKind::headers_too_large);
       return on_request_head();
     }
@@ -200,6 +222,9 @@ void Session::parse_request_head() {
                                 self->phase_ != Phase::reading_head) {
                               return;  // a timeout or drain took over
                             }
+                            if (ec == asio::error::operation_aborted && self->parked_) {
+                              return self->wait_parked();  // park() took the read back
+                            }
                             if (ec) {
                               // The client went away between or during heads: nothing to answer.
                               if (self->phase_ == Phase::reading_head) {
@@ -207,6 +232,7 @@ void Session::parse_request_head() {
                               }
                               return self->close();
                             }
+                            self->parked_ = false;  // data won the race with park()
                             self->buffer_.commit(n);
                             if (self->phase_ == Phase::waiting) self->begin_head();
                             self->parse_request_head();
@@ -214,7 +240,7 @@ void Session::parse_request_head() {
 }
 
 void Session::on_request_head() {
-  auto& request = request_->get();
+  auto& request = exchange_->request->get();
   const auto& limits = config().limits;
 
   // Checks Beast's parser leaves to us (SPEC section 5; RFC 9112 6.1, 6.3).
@@ -261,11 +287,11 @@ void Session::on_request_head() {
   }
   // Both framings, or a transfer coding that does not end in chunked: the classic smuggling
   // vectors. Refuse before anything reaches an upstream.
-  if (has_transfer_encoding && (has_content_length || !request_->chunked())) {
+  if (has_transfer_encoding && (has_content_length || !exchange_->request->chunked())) {
     return fail(ErrorKind::bad_request);
   }
 
-  client_keep_alive_ = request_->keep_alive();
+  client_keep_alive_ = exchange_->request->keep_alive();
   // RFC 9110 9.2.2: only these may be sent again after a connection failed under them.
   switch (request.method()) {
     case http::verb::get:
@@ -274,7 +300,7 @@ void Session::on_request_head() {
     case http::verb::trace:
     case http::verb::put:
     case http::verb::delete_:
-      replayable_ = request_->is_done();  // no body: nothing is lost by sending it again
+      replayable_ = exchange_->request->is_done();  // no body: nothing is lost by sending it again
       break;
     default:
       replayable_ = false;
@@ -287,10 +313,10 @@ void Session::on_request_head() {
 
   // Parse the body bytes that came with the head now, so that a malformed chunk is refused
   // before an upstream is chosen.
-  if (!request_->is_done() && buffer_.size() != 0) {
+  if (!exchange_->request->is_done() && buffer_.size() != 0) {
     if (!chunk_) chunk_ = worker_.acquire_chunk();
     error_code ec;
-    chunk_fill_ = parse_body(*request_, buffer_, chunk_.get(), Worker::kChunkSize, ec);
+    chunk_fill_ = parse_body(*exchange_->request, buffer_, chunk_.get(), Worker::kChunkSize, ec);
     if (ec == http::error::body_limit) return fail(ErrorKind::body_too_large);
     if (ec) return fail(ErrorKind::bad_request);
     request_body_bytes_ += chunk_fill_;
@@ -302,7 +328,7 @@ void Session::on_request_head() {
 
 void Session::route_request() {
   if (listener_.https_redirect_port != 0) return redirect_to_https();
-  auto& request = request_->get();
+  auto& request = exchange_->request->get();
   auto& router = view_->router;
   const auto match = router.table()->find_host(route_view_.host);
   if (match.service != nullptr && match.service->hash_key == routing::HashKey::header) {
@@ -321,9 +347,9 @@ void Session::route_request() {
   const auto trace = tracing::make_traceparent(
       rng.next(), rng.next(), rng.next(),
       tracing::sample(config().tracing.sample_rate, rng.next()), traceparent);
-  if (request_->chunked()) {
+  if (exchange_->request->chunked()) {
     request_framing_ = Framing::chunked;
-  } else if (request_->content_length()) {
+  } else if (exchange_->request->content_length()) {
     request_framing_ = Framing::content_length;
   } else {
     request_framing_ = Framing::none;
@@ -332,7 +358,7 @@ void Session::route_request() {
                      {client_ip_, listener_.https ? "https" : "http", decision_.revision->name,
                       decision_.service->namespace_name,
                       std::string_view(request_id_, sizeof request_id_), trace},
-                     request_framing_, request_->content_length().value_or(0));
+                     request_framing_, exchange_->request->content_length().value_or(0));
   connect_upstream();
 }
 
@@ -434,7 +460,7 @@ void Session::write_request() {
   // Body phases have no overall deadline, only this one: no progress for `timeouts.idle`.
   arm_deadline(config().timeouts.idle);
   waiting_on_client_ = false;
-  const auto buffers = gather(request_framing_, request_->is_done());
+  const auto buffers = gather(request_framing_, exchange_->request->is_done());
   asio::async_write(upstream_->stream, buffers,
                     [self = shared_from_this()](error_code ec, std::size_t) {
                       self->on_request_written(ec);
@@ -473,7 +499,7 @@ void Session::on_request_written(error_code ec) {
   }
   head_pending_ = false;
   chunk_fill_ = 0;
-  if (request_->is_done()) return read_response_head();
+  if (exchange_->request->is_done()) return read_response_head();
   fill_request_chunk();
 }
 
@@ -481,7 +507,7 @@ void Session::fill_request_chunk() {
   if (!chunk_) chunk_ = worker_.acquire_chunk();
   if (buffer_.size() != 0) {
     error_code ec;
-    chunk_fill_ = parse_body(*request_, buffer_, chunk_.get(), Worker::kChunkSize, ec);
+    chunk_fill_ = parse_body(*exchange_->request, buffer_, chunk_.get(), Worker::kChunkSize, ec);
     if (ec) {
       // The head already went upstream: that connection cannot be reused.
       release_upstream(false);
@@ -490,7 +516,7 @@ void Session::fill_request_chunk() {
     }
     request_body_bytes_ += chunk_fill_;
   }
-  if (chunk_fill_ != 0 || request_->is_done()) return write_request();
+  if (chunk_fill_ != 0 || exchange_->request->is_done()) return write_request();
 
   auto read_more = [self = shared_from_this()] {
     self->arm_deadline(self->config().timeouts.idle);
@@ -532,11 +558,11 @@ void Session::read_response_head() {
   phase_ = Phase::reading_response;
   timed_out_ = false;
   arm_deadline(config().timeouts.upstream_response);
-  response_.emplace(std::piecewise_construct, std::make_tuple(),
+  exchange_->response.emplace(std::piecewise_construct, std::make_tuple(),
                     std::make_tuple(ArenaAllocator<char>(&arena_)));
-  response_->header_limit(kResponseHeaderLimit);
-  response_->body_limit(boost::none);
-  if (is_head_request_) response_->skip(true);
+  exchange_->response->header_limit(kResponseHeaderLimit);
+  exchange_->response->body_limit(boost::none);
+  if (is_head_request_) exchange_->response->skip(true);
   parse_response_head();
 }
 
@@ -544,9 +570,9 @@ void Session::parse_response_head() {
   auto& buffer = upstream_->buffer;
   if (buffer.size() != 0) {
     error_code ec;
-    auto used = response_->put(buffer.data(), ec);
+    auto used = exchange_->response->put(buffer.data(), ec);
     buffer.consume(used);
-    if (!ec && response_->is_header_done()) return on_response_head();
+    if (!ec && exchange_->response->is_header_done()) return on_response_head();
     if (ec && ec != http::error::need_more) {
       return on_upstream_failure(ErrorKind::upstream_protocol);
     }
@@ -563,7 +589,7 @@ void Session::parse_response_head() {
             self->retried_ = true;
             ++self->worker_.shard().upstream(self->upstream_->destination).retries;
             self->release_upstream(false);
-            self->response_.reset();
+            self->exchange_->response.reset();
             return self->connect_upstream();
           }
           return self->on_upstream_failure(ErrorKind::upstream_reset);
@@ -575,7 +601,7 @@ void Session::parse_response_head() {
 }
 
 void Session::on_response_head() {
-  auto& response = response_->get();
+  auto& response = exchange_->response->get();
   if (is_informational(response.result_int())) {
     // 100 Continue was answered by us; drop informational responses and read the real one.
     return read_response_head();
@@ -589,7 +615,7 @@ void Session::on_response_head() {
 
   if (is_head_request_ || status_ == 204 || status_ == 304) {
     response_framing_ = Framing::none;
-  } else if (response_->content_length()) {
+  } else if (exchange_->response->content_length()) {
     response_framing_ = Framing::content_length;
   } else if (!client_http10_) {
     response_framing_ = Framing::chunked;  // chunked or close-delimited upstream: re-framed
@@ -599,7 +625,7 @@ void Session::on_response_head() {
   }
   if (draining_ || worker_.draining()) client_keep_alive_ = false;
   write_response_head(head_out_, response, response_framing_,
-                      response_->content_length().value_or(0), client_keep_alive_,
+                      exchange_->response->content_length().value_or(0), client_keep_alive_,
                       client_http10_, response_fields());
   head_pending_ = true;
   phase_ = Phase::relaying_response;
@@ -635,10 +661,10 @@ std::string_view Session::response_fields() {
 
 void Session::fill_response_chunk() {
   auto& buffer = upstream_->buffer;
-  if (!response_->is_done() && buffer.size() != 0) {
+  if (!exchange_->response->is_done() && buffer.size() != 0) {
     if (!chunk_) chunk_ = worker_.acquire_chunk();
     error_code ec;
-    chunk_fill_ = parse_body(*response_, buffer, chunk_.get(), Worker::kChunkSize, ec);
+    chunk_fill_ = parse_body(*exchange_->response, buffer, chunk_.get(), Worker::kChunkSize, ec);
     if (ec) {
       // A broken body after the head went out: all we can do is cut the client off.
       flags_ |= metrics::kUpstreamProtocolError;
@@ -647,16 +673,16 @@ void Session::fill_response_chunk() {
       return close();
     }
   }
-  if (chunk_fill_ != 0 || response_->is_done()) return write_response();
+  if (chunk_fill_ != 0 || exchange_->response->is_done()) return write_response();
 
   arm_deadline(config().timeouts.idle);
   upstream_->stream.async_read_some(
       buffer.prepare(kBodyReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
         if (self->phase_ != Phase::relaying_response) return;
-        if (ec == asio::error::eof && self->response_->need_eof()) {
+        if (ec == asio::error::eof && self->exchange_->response->need_eof()) {
           // A close-delimited body ends with the connection.
           error_code eof_ec;
-          self->response_->put_eof(eof_ec);
+          self->exchange_->response->put_eof(eof_ec);
           if (!eof_ec) return self->write_response();
         }
         if (ec) {
@@ -672,7 +698,7 @@ void Session::fill_response_chunk() {
 
 void Session::write_response() {
   arm_deadline(config().timeouts.idle);
-  const auto buffers = gather(response_framing_, response_->is_done());
+  const auto buffers = gather(response_framing_, exchange_->response->is_done());
   asio::async_write(stream_, buffers, [self = shared_from_this()](error_code ec, std::size_t) {
     self->on_response_written(ec);
   });
@@ -689,9 +715,9 @@ void Session::on_response_written(error_code ec) {
   response_body_bytes_ += chunk_fill_;
   chunk_fill_ = 0;
   head_pending_ = false;
-  if (!response_->is_done()) return fill_response_chunk();
+  if (!exchange_->response->is_done()) return fill_response_chunk();
   // Reuse the upstream connection only if the response ended cleanly and nothing follows it.
-  release_upstream(response_->keep_alive() && upstream_->buffer.size() == 0);
+  release_upstream(exchange_->response->keep_alive() && upstream_->buffer.size() == 0);
   finish_request();
 }
 
@@ -700,9 +726,8 @@ void Session::on_response_written(error_code ec) {
 void Session::finish_request() {
   record_metrics();
   if (head_out_.capacity() > kKeptHeadCapacity) std::string().swap(head_out_);
-  response_.reset();
   local_reply_.reset();
-  request_.reset();
+  release_exchange(std::move(exchange_));
   arena_.reset();  // after every head that lived in it
   if (chunk_) worker_.release_chunk(std::move(chunk_));
   chunk_fill_ = 0;
@@ -753,8 +778,8 @@ void Session::log_request(accesslog::WorkerLog& log, double duration_ms) {
   entry.start_time = std::chrono::system_clock::now() -
                      std::chrono::duration_cast<std::chrono::system_clock::duration>(
                          now - request_start_);
-  if (request_) {
-    const auto& request = request_->get();
+  if (exchange_ && exchange_->request) {
+    const auto& request = exchange_->request->get();
     entry.method = request.method_string();
     entry.path = request.target();
     entry.protocol = request.version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
@@ -766,11 +791,23 @@ void Session::log_request(accesslog::WorkerLog& log, double duration_ms) {
     }
     if (auto it = request.find("x-request-id"); it != request.end()) {
       entry.request_id = it->value();
-    } else if (decision_) {
+    } else {
+      // Routed requests made theirs when the upstream head was written; a local reply gets
+      // one now, so every line has an id (as Envoy's do).
+      if (!decision_) {
+        auto& rng = worker_.rng();
+        format_uuid4(rng.next(), rng.next(), request_id_);
+      }
       entry.request_id = std::string_view(request_id_, sizeof request_id_);
     }
+    entry.authority = route_view_.host;
+    if (entry.authority.empty()) {
+      // Refused before routing (a framing error, say): the Host it carried all the same.
+      if (auto it = request.find(http::field::host); it != request.end()) {
+        entry.authority = it->value();
+      }
+    }
   }
-  entry.authority = route_view_.host;
   entry.response_code = static_cast<int>(status_);
   char flags[40];
   entry.response_flags = metrics::format_response_flags(flags_, flags);
@@ -795,8 +832,8 @@ void Session::fail(ErrorKind kind) {
   const auto reply = reply_for(kind);
   flags_ |= reply.flags;
   // Whatever of the request body was not read makes the connection unusable afterwards.
-  const bool head_done = request_ && request_->is_header_done();
-  const bool body_left = head_done && !request_->is_done();
+  const bool head_done = exchange_ && exchange_->request && exchange_->request->is_header_done();
+  const bool body_left = head_done && !exchange_->request->is_done();
   reply_local(reply.status, reply.body, reply.close || body_left || !head_done);
 }
 
@@ -807,7 +844,7 @@ void Session::on_upstream_failure(ErrorKind kind) {
           .connect_failures;
   }
   release_upstream(false);
-  response_.reset();
+  exchange_->response.reset();
   fail(kind);
 }
 
@@ -824,8 +861,8 @@ void Session::redirect_to_https() {
     location += ':';
     location += std::to_string(listener_.https_redirect_port);
   }
-  location.append(request_->get().target());
-  const bool body_left = !request_->is_done();
+  location.append(exchange_->request->get().target());
+  const bool body_left = !exchange_->request->is_done();
   reply_local(301, "moved to https\n", body_left, location);
 }
 
@@ -837,10 +874,13 @@ void Session::reply_local(unsigned status, std::string_view text, bool close_aft
   arm_deadline(config().timeouts.idle);  // a client that does not read its reply
   status_ = status;
   if (close_after || draining_ || worker_.draining()) client_keep_alive_ = false;
-  auto& reply = local_reply_.emplace(static_cast<http::status>(status), 11);
+  local_reply_ = std::make_unique<http::response<http::string_body>>(
+      static_cast<http::status>(status), 11);
+  auto& reply = *local_reply_;
   reply.set(http::field::content_type, "text/plain; charset=utf-8");
   if (!location.empty()) reply.set(http::field::location, location);
   reply.body().assign(text.data(), text.size());
+  response_body_bytes_ = text.size();  // counted like a proxied body (metrics, access log)
   reply.keep_alive(client_keep_alive_);
   // An HTTP/1.0 client assumes close unless told otherwise.
   if (client_keep_alive_ && client_http10_) reply.set(http::field::connection, "keep-alive");
@@ -895,7 +935,35 @@ void Session::close() {
   unlink();  // off the worker's sweep list; the handlers still pending keep us alive
 }
 
+void Session::park() {
+  // An idle keep-alive connection gives back its buffers and waits for readability instead
+  // of a read (which needs a buffer): what it holds is then the session alone, as nginx's
+  // keepalive handler frees its buffers. Only once idle for a while: waiting for readability
+  // costs an epoll_ctl that a busy connection should not pay per request. Cleartext only: a
+  // TLS stream may hold received bytes above the socket, which readability would not see.
+  parked_ = true;
+  worker_.session_parked();
+  error_code ignored;
+  stream_.socket().cancel(ignored);  // the pending read ends with operation_aborted
+}
+
+void Session::wait_parked() {
+  buffer_ = beast::flat_buffer();
+  std::string().swap(head_out_);
+  std::string().swap(response_fields_);
+  stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
+    if (self->phase_ != Phase::waiting) return;
+    self->parked_ = false;
+    if (ec) return self->close();
+    self->parse_request_head();  // the bytes are there: the read completes at once
+  });
+}
+
 void Session::check_deadline(Clock::time_point now) {
+  if (phase_ == Phase::waiting && !parked_ && stream_.tls() == nullptr &&
+      now - waiting_since_ >= kParkAfter && now < deadline_) {
+    return park();
+  }
   if (now < deadline_) return;
   deadline_ = Clock::time_point::max();
   error_code ignored;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -107,6 +108,8 @@ class Session : public SessionBase,
   void close_gracefully();
   void release_upstream(bool reusable);
   void arm_deadline(std::chrono::milliseconds timeout);
+  void park();         // idle keep-alive: give the buffers back, wait for readability
+  void wait_parked();
 
   const config::Config& config() const { return *view_->snapshot->config; }
 
@@ -117,6 +120,8 @@ class Session : public SessionBase,
   boost::beast::flat_buffer buffer_;
   Phase phase_ = Phase::waiting;
   bool draining_ = false;
+  bool parked_ = false;  // waiting: buffers given back, waiting for readability
+  Clock::time_point waiting_since_{};
   bool client_keep_alive_ = true;
   bool client_http10_ = false;
   Clock::time_point deadline_ = Clock::time_point::max();
@@ -126,12 +131,22 @@ class Session : public SessionBase,
   // Per request.
   HeaderArena arena_;  // the heads of the request and its response live here
   std::shared_ptr<WorkerView> view_;
-  std::optional<RequestParser> request_;
+  // The parsers of the request in progress, taken from a per-thread pool when its first byte
+  // arrives and given back when it ends: an idle keep-alive connection holds none (they are
+  // most of a session's size).
+  struct Exchange {
+    std::optional<RequestParser> request;
+    std::optional<ResponseParser> response;
+  };
+  static std::unique_ptr<Exchange> acquire_exchange();
+  static void release_exchange(std::unique_ptr<Exchange> exchange);
+  // Each worker is one thread, so a thread-local free list is per worker and needs no lock.
+  static thread_local std::vector<std::unique_ptr<Exchange>> free_exchanges_;
+  std::unique_ptr<Exchange> exchange_;  // after arena_: its heads live there
   routing::RequestView route_view_;  // views into the request head, gathered as it is checked
   routing::Decision decision_;
   std::shared_ptr<UpstreamConnection> upstream_;
-  std::optional<ResponseParser> response_;
-  std::optional<boost::beast::http::response<boost::beast::http::string_body>> local_reply_;
+  std::unique_ptr<boost::beast::http::response<boost::beast::http::string_body>> local_reply_;
   std::unique_ptr<char[]> chunk_;
   std::size_t chunk_fill_ = 0;
   std::string head_out_;     // the head being sent on (to the upstream, then to the client)

@@ -3,7 +3,7 @@
 // call picks the layer with one branch. Used by its session's worker thread only.
 #pragma once
 
-#include <optional>
+#include <memory>
 #include <utility>
 
 #include <boost/asio/ssl/context.hpp>
@@ -21,8 +21,10 @@ class Stream {
   explicit Stream(Socket socket) : socket_(std::move(socket)) {}
 
   // Before anything is read or written: from now on bytes go through TLS.
-  void use_tls(boost::asio::ssl::context& context) { tls_.emplace(std::move(socket_), context); }
-  TlsStream* tls() { return tls_ ? &*tls_ : nullptr; }
+  void use_tls(boost::asio::ssl::context& context) {
+    tls_ = std::make_unique<TlsStream>(std::move(socket_), context);
+  }
+  TlsStream* tls() { return tls_.get(); }
 
   // The TCP socket under it all: options, cancel, shutdown, close.
   Socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
@@ -47,7 +49,8 @@ class Stream {
 
  private:
   Socket socket_;  // moved into tls_ by use_tls() (a moved-from socket keeps its executor)
-  std::optional<TlsStream> tls_;
+  // On the heap: a TLS stream is ~400 bytes that a cleartext connection should not carry.
+  std::unique_ptr<TlsStream> tls_;
 };
 
 }  // namespace revgate::proxy

@@ -141,6 +141,7 @@ class Worker {
   accesslog::WorkerLog* access_log() { return access_log_.get(); }
   bool draining() const { return draining_; }
   void link(SessionBase& session) { sessions_.push_back(session); }
+  void session_parked() { ++parked_this_sweep_; }
   // Body relay buffers, recycled so that a request with a body does not allocate one.
   static constexpr std::size_t kChunkSize = 32 * 1024;
   std::unique_ptr<char[]> acquire_chunk();
@@ -171,7 +172,8 @@ class Worker {
   boost::intrusive::list<SessionBase, boost::intrusive::constant_time_size<false>> sessions_;
   std::unique_ptr<accesslog::WorkerLog> access_log_;  // flushed every sweep and at loop end
   std::vector<std::unique_ptr<char[]>> free_chunks_;
-  std::size_t unused_chunks_ = 0;  // fewest chunks left in the pool since the last sweep
+  std::size_t unused_chunks_ = 0;
+  std::size_t parked_this_sweep_ = 0;  // idle sessions that gave their buffers back  // fewest chunks left in the pool since the last sweep
 };
 
 }  // namespace revgate::proxy

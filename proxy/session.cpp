@@ -37,7 +37,8 @@ constexpr std::size_t kKeptHeadCapacity = 8 * 1024;
 
 // Length of the request line at the start of `buffer` (without its line end), or npos while
 // its end has not arrived.
-std::size_t request_line_end(const beast::flat_buffer& buffer) {
+template <class Buffer>
+std::size_t request_line_end(const Buffer& buffer) {
   auto data = buffer.data();
   std::string_view bytes(static_cast<const char*>(data.data()), data.size());
   auto end = bytes.find('\n');
@@ -48,8 +49,8 @@ std::size_t request_line_end(const beast::flat_buffer& buffer) {
 // Parses body bytes waiting in `buffer` into `chunk` until the chunk is full, the buffer holds
 // no complete piece, or the body ends; Beast's parser takes one framing step per put(), so a
 // chunked body needs the loop. Returns the bytes produced; `ec` is set only on a real error.
-template <class Parser>
-std::size_t parse_body(Parser& parser, beast::flat_buffer& buffer, char* chunk,
+template <class Parser, class Buffer>
+std::size_t parse_body(Parser& parser, Buffer& buffer, char* chunk,
                        std::size_t capacity, boost::system::error_code& ec) {
   auto& body = parser.get().body();
   body.data = chunk;
@@ -79,8 +80,7 @@ bool is_informational(unsigned status) { return status >= 100 && status < 200 &&
 Session::Session(Worker& worker, Socket socket, const ListenerSpec& listener)
     : worker_(worker),
       stream_(std::move(socket)),
-      listener_(listener),
-      arena_(worker.header_blocks()) {
+      listener_(listener) {
   error_code ec;
   auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) client_ip_ = remote.address().to_string();
@@ -96,8 +96,10 @@ Session::~Session() {
 
 thread_local std::vector<std::unique_ptr<Session::Exchange>> Session::free_exchanges_;
 
-std::unique_ptr<Session::Exchange> Session::acquire_exchange() {
-  if (free_exchanges_.empty()) return std::make_unique<Exchange>();
+std::unique_ptr<Session::Exchange> Session::acquire_exchange(BlockPool& blocks) {
+  // Exchanges are per thread like the worker's block pool, so a pooled one's arena already
+  // draws on `blocks`.
+  if (free_exchanges_.empty()) return std::make_unique<Exchange>(blocks);
   auto exchange = std::move(free_exchanges_.back());
   free_exchanges_.pop_back();
   return exchange;
@@ -106,6 +108,9 @@ std::unique_ptr<Session::Exchange> Session::acquire_exchange() {
 void Session::release_exchange(std::unique_ptr<Exchange> exchange) {
   exchange->response.reset();
   exchange->request.reset();
+  exchange->arena.reset();  // after every head that lived in it
+  exchange->decision = {};
+  exchange->route_view = {};
   constexpr std::size_t kMaxFreeExchanges = 1024;
   if (free_exchanges_.size() < kMaxFreeExchanges) free_exchanges_.push_back(std::move(exchange));
 }
@@ -176,9 +181,9 @@ void Session::begin_head() {
   arm_deadline(config().timeouts.request_headers);
   head_bytes_ = 0;
   start_line_done_ = false;
-  if (!exchange_) exchange_ = acquire_exchange();
+  if (!exchange_) exchange_ = acquire_exchange(worker_.header_blocks());
   exchange_->request.emplace(std::piecewise_construct, std::make_tuple(),
-                   std::make_tuple(ArenaAllocator<char>(&arena_)));
+                   std::make_tuple(ArenaAllocator<char>(&exchange_->arena)));
   // The head limits are enforced here (parse_request_head); Beast's own limit is a backstop.
   exchange_->request->header_limit(static_cast<std::uint32_t>(limits.request_headers_bytes + kReadSize));
   if (limits.request_body_bytes != 0) {
@@ -253,21 +258,21 @@ void Session::on_request_head() {
   bool has_transfer_encoding = false;
   bool has_content_length = false;
   bool has_expect = false;
-  route_view_ = {};
-  route_view_.path = request.target();
-  route_view_.source_ip = client_ip_;
+  exchange_->route_view = {};
+  exchange_->route_view.path = request.target();
+  exchange_->route_view.source_ip = client_ip_;
   expect_continue_ = false;
   for (const auto& field : request) {
     ++field_count;
     switch (field.name()) {
       case http::field::host:
         ++host_count;
-        route_view_.host = field.value();
+        exchange_->route_view.host = field.value();
         break;
       case http::field::transfer_encoding: has_transfer_encoding = true; break;
       case http::field::content_length: has_content_length = true; break;
       case http::field::cookie:
-        if (route_view_.cookie_header.empty()) route_view_.cookie_header = field.value();
+        if (exchange_->route_view.cookie_header.empty()) exchange_->route_view.cookie_header = field.value();
         break;
       case http::field::expect:
         has_expect = true;
@@ -275,7 +280,7 @@ void Session::on_request_head() {
         break;
       case http::field::unknown:
         if (beast::iequals(field.name_string(), "knative-serving-tag")) {
-          route_view_.tag_header = field.value();
+          exchange_->route_view.tag_header = field.value();
         }
         break;
       default: break;
@@ -330,19 +335,19 @@ void Session::route_request() {
   if (listener_.https_redirect_port != 0) return redirect_to_https();
   auto& request = exchange_->request->get();
   auto& router = view_->router;
-  const auto match = router.table()->find_host(route_view_.host);
+  const auto match = router.table()->find_host(exchange_->route_view.host);
   if (match.service != nullptr && match.service->hash_key == routing::HashKey::header) {
     // A sticky service hashes on a header only routing knows the name of.
     auto it = request.find(match.service->hash_header);
-    if (it != request.end()) route_view_.hash_header = it->value();
+    if (it != request.end()) exchange_->route_view.hash_header = it->value();
   }
   auto& rng = worker_.rng();
-  decision_ = router.route(match, route_view_, rng.next());
-  if (!decision_) return fail(ErrorKind::no_route);
-  if (decision_.endpoint == nullptr) return fail(ErrorKind::no_healthy_upstream);
+  exchange_->decision = router.route(match, exchange_->route_view, rng.next());
+  if (!exchange_->decision) return fail(ErrorKind::no_route);
+  if (exchange_->decision.endpoint == nullptr) return fail(ErrorKind::no_healthy_upstream);
 
   // The head for the upstream: hop-by-hop out, forwarding headers in, framing re-added.
-  format_uuid4(rng.next(), rng.next(), request_id_);
+  format_uuid4(rng.next(), rng.next(), exchange_->request_id);
   char traceparent[tracing::kTraceparentSize];
   const auto trace = tracing::make_traceparent(
       rng.next(), rng.next(), rng.next(),
@@ -354,10 +359,10 @@ void Session::route_request() {
   } else {
     request_framing_ = Framing::none;
   }
-  write_request_head(head_out_, request,
-                     {client_ip_, listener_.https ? "https" : "http", decision_.revision->name,
-                      decision_.service->namespace_name,
-                      std::string_view(request_id_, sizeof request_id_), trace},
+  write_request_head(exchange_->head_out, request,
+                     {client_ip_, listener_.https ? "https" : "http", exchange_->decision.revision->name,
+                      exchange_->decision.service->namespace_name,
+                      std::string_view(exchange_->request_id, sizeof exchange_->request_id), trace},
                      request_framing_, exchange_->request->content_length().value_or(0));
   connect_upstream();
 }
@@ -366,9 +371,9 @@ void Session::route_request() {
 
 void Session::connect_upstream() {
   phase_ = Phase::connecting;
-  const auto& endpoint = *decision_.endpoint;
-  const auto& target = view_->snapshot->upstream(*decision_.revision, endpoint);
-  const auto destination = view_->snapshot->destination_ids[decision_.revision->index];
+  const auto& endpoint = *exchange_->decision.endpoint;
+  const auto& target = view_->snapshot->upstream(*exchange_->decision.revision, endpoint);
+  const auto destination = view_->snapshot->destination_ids[exchange_->decision.revision->index];
   if (!retried_) upstream_ = worker_.pool().take(target.pool_key, destination);
   if (upstream_) {
     if (!upstream_->watching) return send_request();
@@ -401,14 +406,14 @@ void Session::on_upstream_connected(error_code ec) {
   if (phase_ != Phase::connecting) return;
   if (ec || timed_out_) return on_upstream_failure(ErrorKind::upstream_connect);
   upstream_->stream.socket().set_option(tcp::no_delay(true), ec);
-  const auto& target = view_->snapshot->upstream(*decision_.revision, *decision_.endpoint);
+  const auto& target = view_->snapshot->upstream(*exchange_->decision.revision, *exchange_->decision.endpoint);
   if (target.tls == nullptr) return send_request();
 
   // https:// endpoint: TLS with the revision's client context, verifying `server_name`.
   upstream_->stream.use_tls(target.tls->asio_context());
   auto* tls = upstream_->stream.tls();
   if (auto prepared = target.tls->prepare(tls->native_handle(), target.server_name); !prepared) {
-    log_error("upstream {}: {}", decision_.endpoint->authority, prepared.error());
+    log_error("upstream {}: {}", exchange_->decision.endpoint->authority, prepared.error());
     return on_upstream_failure(ErrorKind::upstream_connect);
   }
   tls->async_handshake(asio::ssl::stream_base::client,
@@ -422,19 +427,19 @@ void Session::on_upstream_handshake(error_code ec) {
   if (ec || timed_out_) {
     // Say why, once per failed connection: there is no silent fallback to plain text or to an
     // unverified peer, so the operator must be able to tell a bad CA from a dead upstream.
-    const auto& endpoint = *decision_.endpoint;
-    const auto& target = view_->snapshot->upstream(*decision_.revision, endpoint);
+    const auto& endpoint = *exchange_->decision.endpoint;
+    const auto& target = view_->snapshot->upstream(*exchange_->decision.revision, endpoint);
     const long verify = SSL_get_verify_result(upstream_->stream.tls()->native_handle());
     if (timed_out_) {
       log_error("upstream {} (revision {}): TLS handshake timed out", endpoint.authority,
-                decision_.revision->name);
+                exchange_->decision.revision->name);
     } else if (verify != X509_V_OK) {
       log_error("upstream {} (revision {}): certificate verification failed for '{}': {}",
-                endpoint.authority, decision_.revision->name, target.server_name,
+                endpoint.authority, exchange_->decision.revision->name, target.server_name,
                 X509_verify_cert_error_string(verify));
     } else {
       log_error("upstream {} (revision {}): TLS handshake failed: {}", endpoint.authority,
-                decision_.revision->name, ec.message());
+                exchange_->decision.revision->name, ec.message());
     }
     return on_upstream_failure(ErrorKind::upstream_connect);
   }
@@ -447,7 +452,7 @@ void Session::send_request() {
   phase_ = Phase::sending_request;
   deadline_ = Clock::time_point::max();
   if (started_endpoint_ == nullptr) {  // a retry is the same request
-    started_endpoint_ = decision_.endpoint;
+    started_endpoint_ = exchange_->decision.endpoint;
     view_->router.request_started(*started_endpoint_);
   }
   upstream_start_ = Clock::now();
@@ -470,18 +475,18 @@ void Session::write_request() {
 std::span<const asio::const_buffer> Session::gather(Framing framing, bool body_done) {
   // One write per step: the head (once), the body piece (with chunk framing), the last chunk.
   std::size_t n = 0;
-  if (head_pending_) out_buffers_[n++] = asio::buffer(head_out_);
+  if (head_pending_) exchange_->out_buffers[n++] = asio::buffer(exchange_->head_out);
   if (chunk_fill_ != 0) {
     if (framing == Framing::chunked) {
-      out_buffers_[n++] = asio::buffer(chunk_size_line(chunk_fill_, chunk_line_));
-      out_buffers_[n++] = asio::buffer(chunk_.get(), chunk_fill_);
-      out_buffers_[n++] = asio::buffer("\r\n", 2);
+      exchange_->out_buffers[n++] = asio::buffer(chunk_size_line(chunk_fill_, exchange_->chunk_line));
+      exchange_->out_buffers[n++] = asio::buffer(chunk_.get(), chunk_fill_);
+      exchange_->out_buffers[n++] = asio::buffer("\r\n", 2);
     } else {
-      out_buffers_[n++] = asio::buffer(chunk_.get(), chunk_fill_);
+      exchange_->out_buffers[n++] = asio::buffer(chunk_.get(), chunk_fill_);
     }
   }
-  if (body_done && framing == Framing::chunked) out_buffers_[n++] = asio::buffer("0\r\n\r\n", 5);
-  return {out_buffers_.data(), n};
+  if (body_done && framing == Framing::chunked) exchange_->out_buffers[n++] = asio::buffer("0\r\n\r\n", 5);
+  return {exchange_->out_buffers.data(), n};
 }
 
 void Session::on_request_written(error_code ec) {
@@ -559,7 +564,7 @@ void Session::read_response_head() {
   timed_out_ = false;
   arm_deadline(config().timeouts.upstream_response);
   exchange_->response.emplace(std::piecewise_construct, std::make_tuple(),
-                    std::make_tuple(ArenaAllocator<char>(&arena_)));
+                    std::make_tuple(ArenaAllocator<char>(&exchange_->arena)));
   exchange_->response->header_limit(kResponseHeaderLimit);
   exchange_->response->body_limit(boost::none);
   if (is_head_request_) exchange_->response->skip(true);
@@ -624,7 +629,7 @@ void Session::on_response_head() {
     client_keep_alive_ = false;
   }
   if (draining_ || worker_.draining()) client_keep_alive_ = false;
-  write_response_head(head_out_, response, response_framing_,
+  write_response_head(exchange_->head_out, response, response_framing_,
                       exchange_->response->content_length().value_or(0), client_keep_alive_,
                       client_http10_, response_fields());
   head_pending_ = true;
@@ -638,21 +643,21 @@ std::string_view Session::response_fields() {
   upstream_service_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
                              Clock::now() - upstream_start_)
                              .count();
-  auto& out = response_fields_;
+  auto& out = exchange_->response_fields;
   out.assign("x-envoy-upstream-service-time: ");
   char digits[20];
   out.append(digits, std::to_chars(digits, digits + sizeof digits, upstream_service_ms_).ptr);
   out.append("\r\n");
-  if (decision_.set_cookie) {
+  if (exchange_->decision.set_cookie) {
     // Sticky sessions by cookie: the client's next requests carry it to the same revision.
     char cookie[routing::kMaxSetCookieLength];
-    out.append("Set-Cookie: ").append(routing::format_set_cookie(decision_, cookie));
+    out.append("Set-Cookie: ").append(routing::format_set_cookie(exchange_->decision, cookie));
     if (listener_.https) out.append("; Secure");
     out.append("\r\n");
   }
-  if (decision_.service->debug_headers) {
-    out.append("X-Revgate-Revision: ").append(decision_.revision->name).append("\r\n");
-    out.append("X-Revgate-Endpoint: ").append(decision_.endpoint->authority).append("\r\n");
+  if (exchange_->decision.service->debug_headers) {
+    out.append("X-Revgate-Revision: ").append(exchange_->decision.revision->name).append("\r\n");
+    out.append("X-Revgate-Endpoint: ").append(exchange_->decision.endpoint->authority).append("\r\n");
   }
   return out;
 }
@@ -725,13 +730,11 @@ void Session::on_response_written(error_code ec) {
 
 void Session::finish_request() {
   record_metrics();
-  if (head_out_.capacity() > kKeptHeadCapacity) std::string().swap(head_out_);
+  if (exchange_->head_out.capacity() > kKeptHeadCapacity) std::string().swap(exchange_->head_out);
   local_reply_.reset();
-  release_exchange(std::move(exchange_));
-  arena_.reset();  // after every head that lived in it
+  release_exchange(std::move(exchange_));  // its arena last: every head lived in it
   if (chunk_) worker_.release_chunk(std::move(chunk_));
   chunk_fill_ = 0;
-  decision_ = {};
   flags_ = 0;
   status_ = 0;
   upstream_service_ms_ = -1;
@@ -755,12 +758,12 @@ void Session::end_in_flight() {
 }
 
 void Session::record_metrics() {
-  if (recorded_) return;
+  if (recorded_ || !exchange_) return;
   recorded_ = true;
   end_in_flight();
   metrics::RequestSample sample;
-  if (decision_.revision != nullptr) {
-    sample.destination = view_->snapshot->destination_ids[decision_.revision->index];
+  if (exchange_->decision.revision != nullptr) {
+    sample.destination = view_->snapshot->destination_ids[exchange_->decision.revision->index];
   }
   sample.response_code = static_cast<std::uint16_t>(status_);
   sample.response_flags = flags_;
@@ -794,13 +797,13 @@ void Session::log_request(accesslog::WorkerLog& log, double duration_ms) {
     } else {
       // Routed requests made theirs when the upstream head was written; a local reply gets
       // one now, so every line has an id (as Envoy's do).
-      if (!decision_) {
+      if (!exchange_->decision) {
         auto& rng = worker_.rng();
-        format_uuid4(rng.next(), rng.next(), request_id_);
+        format_uuid4(rng.next(), rng.next(), exchange_->request_id);
       }
-      entry.request_id = std::string_view(request_id_, sizeof request_id_);
+      entry.request_id = std::string_view(exchange_->request_id, sizeof exchange_->request_id);
     }
-    entry.authority = route_view_.host;
+    entry.authority = exchange_->route_view.host;
     if (entry.authority.empty()) {
       // Refused before routing (a framing error, say): the Host it carried all the same.
       if (auto it = request.find(http::field::host); it != request.end()) {
@@ -817,11 +820,11 @@ void Session::log_request(accesslog::WorkerLog& log, double duration_ms) {
   if (upstream_service_ms_ >= 0) {
     entry.upstream_service_time_ms = static_cast<std::uint64_t>(upstream_service_ms_);
   }
-  if (decision_) {
-    entry.service = decision_.service->name;
-    entry.namespace_name = decision_.service->namespace_name;
-    entry.revision = decision_.revision->name;
-    if (decision_.endpoint != nullptr) entry.upstream_host = decision_.endpoint->authority;
+  if (exchange_->decision) {
+    entry.service = exchange_->decision.service->name;
+    entry.namespace_name = exchange_->decision.service->namespace_name;
+    entry.revision = exchange_->decision.revision->name;
+    if (exchange_->decision.endpoint != nullptr) entry.upstream_host = exchange_->decision.endpoint->authority;
   }
   log.append(entry);
 }
@@ -838,9 +841,9 @@ void Session::fail(ErrorKind kind) {
 }
 
 void Session::on_upstream_failure(ErrorKind kind) {
-  if (kind == ErrorKind::upstream_connect && decision_.revision != nullptr) {
+  if (kind == ErrorKind::upstream_connect && exchange_->decision.revision != nullptr) {
     ++worker_.shard()
-          .upstream(view_->snapshot->destination_ids[decision_.revision->index])
+          .upstream(view_->snapshot->destination_ids[exchange_->decision.revision->index])
           .connect_failures;
   }
   release_upstream(false);
@@ -852,7 +855,7 @@ void Session::redirect_to_https() {
   // Istio Gateway's httpsRedirect: the same host and target on the TLS listener's port.
   char host[256];
   std::size_t host_length = 0;
-  if (!routing::normalize_host(route_view_.host, host, host_length)) {
+  if (!routing::normalize_host(exchange_->route_view.host, host, host_length)) {
     return fail(ErrorKind::bad_request);
   }
   std::string location = "https://";
@@ -942,15 +945,12 @@ void Session::park() {
   // costs an epoll_ctl that a busy connection should not pay per request. Cleartext only: a
   // TLS stream may hold received bytes above the socket, which readability would not see.
   parked_ = true;
-  worker_.session_parked();
   error_code ignored;
   stream_.socket().cancel(ignored);  // the pending read ends with operation_aborted
 }
 
 void Session::wait_parked() {
-  buffer_ = beast::flat_buffer();
-  std::string().swap(head_out_);
-  std::string().swap(response_fields_);
+  buffer_ = ReadBuffer();
   stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
     if (self->phase_ != Phase::waiting) return;
     self->parked_ = false;

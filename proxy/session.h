@@ -22,6 +22,7 @@
 #include "proxy/stream.h"
 #include "proxy/header_arena.h"
 #include "proxy/http_headers.h"
+#include "proxy/page_allocator.h"
 #include "proxy/proxy_error.h"
 #include "proxy/worker.h"
 
@@ -50,6 +51,7 @@ class Session : public SessionBase,
   using ResponseParser =
       boost::beast::http::response_parser<boost::beast::http::buffer_body, ArenaAllocator<char>>;
   using error_code = boost::system::error_code;
+  using ReadBuffer = boost::beast::basic_flat_buffer<PageAllocator<char>>;
 
   enum class Phase : std::uint8_t {
     handshaking,      // TLS listener: before the first request
@@ -117,7 +119,7 @@ class Session : public SessionBase,
   Stream stream_;
   const ListenerSpec& listener_;
   std::string client_ip_;
-  boost::beast::flat_buffer buffer_;
+  ReadBuffer buffer_;  // bytes from the client not parsed yet; page-aligned (see park())
   Phase phase_ = Phase::waiting;
   bool draining_ = false;
   bool parked_ = false;  // waiting: buffers given back, waiting for readability
@@ -129,32 +131,35 @@ class Session : public SessionBase,
   bool start_line_done_ = false;  // the request line's end has arrived (and was within limits)
 
   // Per request.
-  HeaderArena arena_;  // the heads of the request and its response live here
   std::shared_ptr<WorkerView> view_;
   // The parsers of the request in progress, taken from a per-thread pool when its first byte
   // arrives and given back when it ends: an idle keep-alive connection holds none (they are
   // most of a session's size).
   struct Exchange {
+    explicit Exchange(BlockPool& blocks) : arena(blocks) {}
+    HeaderArena arena;  // the heads of the request and its response live here
+    routing::RequestView route_view;  // views into the request head, gathered as it is checked
+    routing::Decision decision;
+    std::array<boost::asio::const_buffer, 5> out_buffers;  // the write in progress
+    char chunk_line[18];
+    char request_id[36];  // the X-Request-Id made for a request without one
     std::optional<RequestParser> request;
     std::optional<ResponseParser> response;
+    std::string head_out;         // the head being sent on (to the upstream, then the client)
+    std::string response_fields;  // x-envoy-upstream-service-time, Set-Cookie, debug fields
   };
-  static std::unique_ptr<Exchange> acquire_exchange();
+  static std::unique_ptr<Exchange> acquire_exchange(BlockPool& blocks);
   static void release_exchange(std::unique_ptr<Exchange> exchange);
   // Each worker is one thread, so a thread-local free list is per worker and needs no lock.
   static thread_local std::vector<std::unique_ptr<Exchange>> free_exchanges_;
-  std::unique_ptr<Exchange> exchange_;  // after arena_: its heads live there
-  routing::RequestView route_view_;  // views into the request head, gathered as it is checked
-  routing::Decision decision_;
+  std::unique_ptr<Exchange> exchange_;
   std::shared_ptr<UpstreamConnection> upstream_;
   std::unique_ptr<boost::beast::http::response<boost::beast::http::string_body>> local_reply_;
   std::unique_ptr<char[]> chunk_;
   std::size_t chunk_fill_ = 0;
-  std::string head_out_;     // the head being sent on (to the upstream, then to the client)
   bool head_pending_ = false;
   Framing request_framing_ = Framing::none;
   Framing response_framing_ = Framing::none;
-  std::array<boost::asio::const_buffer, 5> out_buffers_;
-  char chunk_line_[18];
   bool retried_ = false;        // a request is sent again at most once
   bool expect_continue_ = false; // the client waits for "100 Continue" before its body
   bool timed_out_ = false;       // set by the deadline sweep before it cancels upstream I/O
@@ -163,8 +168,6 @@ class Session : public SessionBase,
   const routing::Endpoint* started_endpoint_ = nullptr;  // counted active in the router
   Clock::time_point upstream_start_{};   // the request (last attempt) went upstream
   std::int64_t upstream_service_ms_ = -1;  // to the response head; -1: no upstream answered
-  char request_id_[36];                  // the X-Request-Id made for a request without one
-  std::string response_fields_;          // x-envoy-upstream-service-time, Set-Cookie, debug
   bool replayable_ = false;      // idempotent and bodyless: may be sent again once
   bool response_bytes_seen_ = false;  // the upstream sent something for this request
   bool waiting_on_client_ = false;    // sending_request: reading the body (not writing it)

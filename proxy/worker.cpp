@@ -1,7 +1,5 @@
 #include "proxy/worker.h"
 
-#include <malloc.h>
-
 #include <boost/asio/post.hpp>
 
 #include "accesslog/writer.h"
@@ -17,8 +15,6 @@ namespace {
 // How often deadlines are checked: timeouts fire at most this late. One sweep per worker
 // replaces a timer per connection and phase (nginx and HAProxy keep timers coarse likewise).
 constexpr std::chrono::milliseconds kSweepInterval{250};
-// A sweep that parked at least this many idle sessions trims the heap (malloc_trim).
-constexpr std::size_t kParkedBeforeTrim = 256;
 
 std::uint64_t splitmix64(std::uint64_t& x) {
   std::uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
@@ -143,10 +139,6 @@ void Worker::sweep() {
     }
     pool_.sweep(now, view_->snapshot->config->timeouts.upstream_idle);
     trim_chunks();
-    // Many connections went idle and freed their buffers: give those pages back to the
-    // system, or the resident size stays at the high-water mark of the busy moment.
-    if (parked_this_sweep_ >= kParkedBeforeTrim) malloc_trim(0);
-    parked_this_sweep_ = 0;
     if (access_log_) access_log_->flush();  // a quiet worker's lines wait at most one sweep
     if (draining_ && sessions_.empty()) {
       pool_.close_all();

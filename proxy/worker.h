@@ -141,7 +141,6 @@ class Worker {
   accesslog::WorkerLog* access_log() { return access_log_.get(); }
   bool draining() const { return draining_; }
   void link(SessionBase& session) { sessions_.push_back(session); }
-  void session_parked() { ++parked_this_sweep_; }
   // Body relay buffers, recycled so that a request with a body does not allocate one.
   static constexpr std::size_t kChunkSize = 32 * 1024;
   std::unique_ptr<char[]> acquire_chunk();

@@ -3,6 +3,8 @@
 # run (the peers' scripts in ../shared/bench), then a table of requests/s and p99 with ratios.
 #   bench/compare.sh                       # 1 worker each, wrk -t1 -c50 -d10s, 3 rounds
 #   ROUNDS=5 DURATION=20s bench/compare.sh
+#   SUITES="plain tls" PLAIN_MODES="ka close" bench/compare.sh   # + HTTPS keep-alive and a new
+#                                                   # (resumed) TLS connection per request
 # Needs build/revgate and `scripts/setup.sh --bench` (nginx, haproxy, wrk).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,13 +19,18 @@ WORKERS=${WORKERS:-1} SUITES=${SUITES:-plain} TARGETS=${TARGETS:-"direct nginx h
   "$shared/bench/anchors.sh" >/dev/null
 python3 - "$OUT_DIR/wrk.csv" <<'PY'
 import csv, statistics as st, sys
-rows = [r for r in csv.DictReader(open(sys.argv[1])) if r['suite'] == 'plain']
+rows = list(csv.DictReader(open(sys.argv[1])))
 by = {}
-for r in rows: by.setdefault((r['mode'], r['target']), []).append(r)
-for mode in sorted({m for m, _ in by}):
+for r in rows:
+    # revgate has no switch to turn session resumption off, so anchors' "close-full" (full
+    # handshake per request) would compare its resumed handshakes with the peers' full ones.
+    if r['mode'] == 'close-full' and r['target'] == 'revgate':
+        continue
+    by.setdefault((r['suite'], r['mode'], r['target']), []).append(r)
+for suite, mode in sorted({(s, m) for s, m, _ in by}):
     med = {t: (st.median(float(r['rps']) for r in g), st.median(float(r['p99_ms']) for r in g), len(g))
-           for (m, t), g in by.items() if m == mode}
-    print(f"\nmode {mode}: median over rounds (wrk -t1 -c50, 1 worker per proxy)\n")
+           for (s, m, t), g in by.items() if (s, m) == (suite, mode)}
+    print(f"\n{suite} {mode}: median over rounds (wrk -t1 -c50, 1 worker per proxy)\n")
     print("| target | rounds | req/s | p99 ms | revgate req/s ratio | revgate p99 ratio |")
     print("|---|---|---|---|---|---|")
     rg = med.get('revgate')

@@ -66,6 +66,9 @@ def revgate_config(scn, proxy, backends, tls=None, idle=False):
         "admin": {"address": f"{LOOPBACK}:0"},
         "timeouts": {"idle": "300s"},
     }
+    if proxy.access_log != "off":
+        # Beside the config file (relative paths resolve against its directory).
+        cfg["accessLog"] = {"path": "access.log", "format": proxy.access_log}
 
     def service(name, prefix):
         svc = {"name": name, "splitPolicy": proxy.split_policy}
@@ -226,7 +229,8 @@ def haproxy_config(scn, proxy, backends, port, workdir, tls=None, max_client_con
     ]
     bind = f"    bind {LOOPBACK}:{port}"
     if tls:
-        files["bundle.pem"] = open(tls[0]).read() + open(tls[1]).read()
+        with open(tls[0]) as cert, open(tls[1]) as key:
+            files["bundle.pem"] = cert.read() + key.read()
         bind += f" ssl crt {workdir}/bundle.pem alpn http/1.1"
     lines.append(bind)
 

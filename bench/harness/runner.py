@@ -262,7 +262,7 @@ class Bench:
         """The proxy's own validation of its generated config; None or the error text."""
         d, path = self.write_config(proxy, port=processes.free_port())
         if proxy.kind == "revgate":
-            argv = [self.revgate, "check", "-c", path]
+            argv = [proxy.binary or self.revgate, "check", "-c", path]
         elif proxy.kind == "nginx":
             argv = ["nginx", "-t", "-q", "-p", d, "-c", path, "-e", os.path.join(d, "error.log")]
         else:
@@ -280,7 +280,8 @@ class Bench:
             port = None if proxy.kind == "revgate" else processes.free_port()
             d, path = self.write_config(proxy, port, error_log=log[:-4] + ".error.log")
             if proxy.kind == "revgate":
-                child = self.sup.start([self.revgate, "run", "-c", path], proxy.name, log)
+                child = self.sup.start([proxy.binary or self.revgate, "run", "-c", path],
+                                       proxy.name, log)
                 try:
                     processes.wait_for_log(child, r"ready: \d+ worker", timeout=120)
                 except StartError:

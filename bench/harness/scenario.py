@@ -100,6 +100,8 @@ class Proxy:
     split_policy: str = "smooth"
     hash_on: HashOn = None
     load_balancer: str = "ROUND_ROBIN"
+    binary: str = None       # revgate only: another build (say, the previous revision's)
+    access_log: str = "off"  # revgate only: off | json | text (to a file in the run's dir)
 
     def policy(self):
         """A short human description: "smooth", "hash(header X-User), LEAST_REQUEST"."""
@@ -108,6 +110,8 @@ class Proxy:
             text += f"({self.hash_on.kind} {self.hash_on.name})"
         if self.load_balancer != "ROUND_ROBIN":
             text += f", {self.load_balancer}"
+        if self.access_log != "off":
+            text += f", access log {self.access_log}"
         return text
 
 
@@ -373,7 +377,8 @@ def parse_ms(value):
 
 TOP_KEYS = {"name", "description", "mode", "tls", "hosts", "revisions", "proxies", "load", "idle"}
 REVISION_KEYS = {"name", "percent", "instances", "threads", "latency", "errorRate"}
-PROXY_KEYS = {"name", "kind", "workers", "splitPolicy", "hashOn", "loadBalancer"}
+PROXY_KEYS = {"name", "kind", "workers", "splitPolicy", "hashOn", "loadBalancer", "binary",
+              "accessLog"}
 LOAD_KEYS = {"connections", "threads", "duration", "warmup", "rounds", "timeout", "modes", "users",
              "requestHosts", "path"}
 IDLE_KEYS = {"connections"}
@@ -494,6 +499,17 @@ def loads(text, path="scenario.yaml"):
                     "required with splitPolicy: hash: {header: NAME} or {cookie: NAME}")
         if p.split_policy != "hash" and hash_raw is not None:
             n.fail("hashOn", "only with splitPolicy: hash")
+        binary = n.string("binary")
+        if binary is not None:
+            # "${REVGATE_BASELINE}" and the like: a build that is not this checkout's.
+            p.binary = os.path.expandvars(binary)
+            if p.kind != "revgate":
+                n.fail("binary", "only for kind: revgate")
+            elif not os.access(p.binary, os.X_OK):
+                n.fail("binary", f"{binary!r} ({p.binary}) is not an executable file")
+        p.access_log = n.choice("accessLog", "off", ("off", "json", "text"))
+        if p.access_log != "off" and p.kind != "revgate":
+            n.fail("accessLog", "only for kind: revgate")
         p.name = n.string("name") or _default_proxy_name(p)
         if p.name in pnames:
             n.fail("name", f"duplicate proxy name {p.name!r}: give each proxy its own name")

@@ -122,8 +122,15 @@ class Scenarios(unittest.TestCase):
     def test_shipped_scenarios_parse(self):
         names = sorted(os.listdir(os.path.join(BENCH, "scenarios")))
         self.assertEqual(names, ["canary-90-10.yaml", "idle-connections.yaml", "many-hosts.yaml",
-                                 "policies.yaml", "skewed-latency.yaml", "tls.yaml"])
+                                 "observability-cost.yaml", "policies.yaml", "skewed-latency.yaml",
+                                 "tls.yaml"])
+        os.environ["REVGATE_BASELINE"] = REVGATE_BIN  # observability-cost names a baseline build
+        self.addCleanup(os.environ.pop, "REVGATE_BASELINE", None)
         by = {n[:-5]: scenario.load(os.path.join(BENCH, "scenarios", n)) for n in names}
+        cost = by["observability-cost"]
+        self.assertEqual([(p.name, p.binary, p.access_log) for p in cost.proxies],
+                         [("baseline", REVGATE_BIN, "off"), ("revgate", None, "off"),
+                          ("revgate-log-json", None, "json"), ("revgate-log-text", None, "text")])
         canary = by["canary-90-10"]
         self.assertEqual(canary.configured_split(), {"stable": 90, "canary": 10})
         self.assertEqual([p.kind for p in canary.proxies], ["revgate", "nginx", "haproxy"])
@@ -390,7 +397,7 @@ class Configs(unittest.TestCase):
             self.assertEqual(svc["splitPolicy"], variant)
             self.assertEqual(svc["revisions"][0], {"name": "stable", "endpoints": BACKENDS["stable"]})
             self.assertEqual([t["percent"] for t in svc["traffic"]], [70, 20, 10])
-        # hash / hashOn / loadBalancer: the keys on the service (revgate may not accept them yet)
+        # hash / hashOn / loadBalancer: the keys on the service, and revgate accepts them
         expect = {"sticky-header": {"splitPolicy": "hash", "hashOn": {"header": "X-User"}},
                   "sticky-cookie": {"splitPolicy": "hash", "hashOn": {"cookie": "session"}},
                   "least-request": {"splitPolicy": "smooth", "loadBalancer": "LEAST_REQUEST"}}
@@ -401,6 +408,14 @@ class Configs(unittest.TestCase):
                 self.assertEqual(svc[k], v, variant)
             if variant != "least-request":
                 self.assertNotIn("loadBalancer", svc)
+            r = self.revgate_check(configs.revgate_config(scn, scn.proxies[0], BACKENDS))
+            self.assertEqual(r.returncode, 0, f"{variant}: {r.stderr}")
+        # an access log beside the config
+        scn = _scenario(REVISIONS + "proxies: [{kind: revgate, accessLog: json}]\n")
+        text = configs.revgate_config(scn, scn.proxies[0], BACKENDS)
+        self.assertEqual(yaml.safe_load(text)["accessLog"], {"path": "access.log", "format": "json"})
+        r = self.revgate_check(text)
+        self.assertEqual(r.returncode, 0, r.stderr)
         # many hosts and TLS
         scn = _scenario("hosts: 30\ntls: true\nrevisions: [{name: stable, percent: 90}, "
                         "{name: canary, percent: 10}]\nproxies: [{kind: revgate, workers: 2}]\n")

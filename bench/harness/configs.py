@@ -72,8 +72,10 @@ def revgate_config(scn, proxy, backends, tls=None, idle=False):
 
     def service(name, prefix):
         svc = {"name": name, "splitPolicy": proxy.split_policy}
-        if proxy.hash_on:
-            svc["hashOn"] = {proxy.hash_on.kind: proxy.hash_on.name}
+        if proxy.hash_on:  # revgate's forms: {header: NAME} and {cookie: {name: NAME}}
+            name = proxy.hash_on.name
+            svc["hashOn"] = {proxy.hash_on.kind: {"name": name} if proxy.hash_on.kind == "cookie"
+                             else name}
         if proxy.load_balancer != "ROUND_ROBIN":
             svc["loadBalancer"] = proxy.load_balancer
         svc["revisions"] = [{"name": prefix + r.name, "endpoints": list(backends[r.name])}

@@ -399,7 +399,7 @@ class Configs(unittest.TestCase):
             self.assertEqual([t["percent"] for t in svc["traffic"]], [70, 20, 10])
         # hash / hashOn / loadBalancer: the keys on the service, and revgate accepts them
         expect = {"sticky-header": {"splitPolicy": "hash", "hashOn": {"header": "X-User"}},
-                  "sticky-cookie": {"splitPolicy": "hash", "hashOn": {"cookie": "session"}},
+                  "sticky-cookie": {"splitPolicy": "hash", "hashOn": {"cookie": {"name": "session"}}},
                   "least-request": {"splitPolicy": "smooth", "loadBalancer": "LEAST_REQUEST"}}
         for variant, keys in expect.items():
             scn = _scenario(REVISIONS + f"proxies: [{VARIANTS[variant].replace('KIND', 'revgate')}]\n")

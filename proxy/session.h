@@ -119,7 +119,7 @@ class Session : public SessionBase,
   Stream stream_;
   const ListenerSpec& listener_;
   std::string client_ip_;
-  ReadBuffer buffer_;  // bytes from the client not parsed yet; page-aligned (see park())
+  ReadBuffer buffer_;  // bytes from the client not parsed yet; whole pages (see park())
   Phase phase_ = Phase::waiting;
   bool draining_ = false;
   bool parked_ = false;  // waiting: buffers given back, waiting for readability
@@ -132,9 +132,9 @@ class Session : public SessionBase,
 
   // Per request.
   std::shared_ptr<WorkerView> view_;
-  // The parsers of the request in progress, taken from a per-thread pool when its first byte
-  // arrives and given back when it ends: an idle keep-alive connection holds none (they are
-  // most of a session's size).
+  // What the request in progress needs (header arena, parsers, routing decision, head buffers),
+  // taken from a per-thread pool when its first byte arrives and given back when it ends: an
+  // idle keep-alive connection holds none of it (it would be most of a session's size).
   struct Exchange {
     explicit Exchange(BlockPool& blocks) : arena(blocks) {}
     HeaderArena arena;  // the heads of the request and its response live here

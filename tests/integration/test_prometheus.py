@@ -7,26 +7,21 @@ the test's temporary directory; it is killed by pid in the cleanup."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import unittest
 import urllib.parse
 import urllib.request
 
-from harness import (LOOPBACK, IntegrationTest, Process, default_config, metric_sum,
+from harness import (LOOPBACK, IntegrationTest, Process, dead_port, default_config, metric_sum,
                      parse_metrics, service)
 
 HELLO = "hello.default.example.com"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((LOOPBACK, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# A port nothing listens on now, for Prometheus to bind.
+free_port = dead_port
 
 
 class PrometheusScrapeTest(IntegrationTest):

@@ -167,7 +167,7 @@ std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string
     }
     std::string_view number = s.substr(number_start, i - number_start);
     if (number.empty() || number == ".") {
-      return std::unexpected(fmt::format("'{}' is not a duration such as 500ms, 30s, 5m or 1h", s));
+      return std::unexpected("is not a duration such as 500ms, 30s, 5m or 1h");
     }
     std::size_t unit_start = i;
     while (i < s.size() && !is_digit(s[i]) && s[i] != '.') ++i;

@@ -330,6 +330,10 @@ TEST(ConfigDurations, RejectedForms) {
     EXPECT_TRUE(only_error("duration", 2, 18, fill(kIdleTimeout, text))) << text;
   }
   EXPECT_TRUE(only_error("type", 2, 18, fill(kIdleTimeout, "[1s]")));
+  // The value is named once, then what is wrong with it.
+  const auto errors = errors_of(fill(kIdleTimeout, "ten"));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message, "idle 'ten' is not a duration such as 500ms, 30s, 5m or 1h");
 }
 
 // ---------------------------------------------------------------------------------------------

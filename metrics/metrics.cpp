@@ -446,8 +446,8 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
   // TLS handshakes, for the listeners that saw any: result and negotiated protocol.
   {
     static constexpr std::string_view kHandshakes = "revgate_tls_handshakes_total";
-    static constexpr std::array<std::pair<std::string_view, std::string_view>, 4> kOutcomes = {{
-        {"success", "TLSv1.2"}, {"success", "TLSv1.3"}, {"failure", "-"}, {"timeout", "-"}}};
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 4> kOutcomes = {
+        {{"success", "TLSv1.2"}, {"success", "TLSv1.3"}, {"failure", "-"}, {"timeout", "-"}}};
     append_family_header(out, kHandshakes, "counter",
                          "TLS handshakes on TLS listeners, by result and negotiated protocol.");
     for (std::size_t i = 0; i < process.listener_names.size() && i < stats.size(); ++i) {
@@ -475,7 +475,8 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
                          "Certificate reloads of TLS listeners, by result (a failed reload keeps "
                          "the certificates in force).");
     for (const auto& listener : process.certificate_reloads) {
-      for (auto [result, count] : {std::pair{"success", listener.ok}, {"failure", listener.failed}}) {
+      for (auto [result, count] :
+           {std::pair{"success", listener.ok}, {"failure", listener.failed}}) {
         out.append(kReloads);
         out.append("{listener=\"");
         append_escaped(out, listener.listener);
@@ -552,8 +553,8 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
                          "Upstream connections open, by revision and state (active: carrying a "
                          "request; idle: pooled).");
     for (std::uint32_t id : seen) {
-      for (auto [state, count] : {std::pair{"active", upstreams[id].active},
-                                  std::pair{"idle", upstreams[id].idle}}) {
+      for (auto [state, count] :
+           {std::pair{"active", upstreams[id].active}, std::pair{"idle", upstreams[id].idle}}) {
         out.append("revgate_upstream_connections");
         labels(id);
         out.append(",state=\"");
@@ -563,8 +564,9 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
         out.push_back('\n');
       }
     }
-    const std::array<std::tuple<std::string_view, std::string_view,
-                                std::uint64_t WorkerShard::UpstreamStats::*>, 3>
+    const std::array<
+        std::tuple<std::string_view, std::string_view, std::uint64_t WorkerShard::UpstreamStats::*>,
+        3>
         counters = {{
             {"revgate_upstream_connections_opened_total",
              "Upstream connections opened, by revision.", &WorkerShard::UpstreamStats::opened},

@@ -58,12 +58,23 @@ ProcessStats read_process_stats() {
       double utime = 0, stime = 0, start = 0, vsize = 0, rss = 0;
       for (int index = 3; rest >> field && index <= 24; ++index) {
         switch (index) {
-          case 14: utime = std::stod(field); break;
-          case 15: stime = std::stod(field); break;
-          case 22: start = std::stod(field); break;
-          case 23: vsize = std::stod(field); break;
-          case 24: rss = std::stod(field); break;
-          default: break;
+          case 14:
+            utime = std::stod(field);
+            break;
+          case 15:
+            stime = std::stod(field);
+            break;
+          case 22:
+            start = std::stod(field);
+            break;
+          case 23:
+            vsize = std::stod(field);
+            break;
+          case 24:
+            rss = std::stod(field);
+            break;
+          default:
+            break;
         }
       }
       stats.cpu_seconds = (utime + stime) / ticks;

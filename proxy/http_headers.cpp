@@ -96,9 +96,8 @@ void append_framing(std::string& out, Framing framing, std::uint64_t content_len
 
 }  // namespace
 
-void write_request_head(std::string& out, const RequestHead& request,
-                        const ForwardedFor& forwarded, Framing framing,
-                        std::uint64_t content_length) {
+void write_request_head(std::string& out, const RequestHead& request, const ForwardedFor& forwarded,
+                        Framing framing, std::uint64_t content_length) {
   out.clear();
   out.append(request.method_string()).push_back(' ');
   out.append(request.target()).append(" HTTP/1.1\r\n");

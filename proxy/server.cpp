@@ -3,8 +3,8 @@
 #include <csignal>
 #include <iterator>
 #include <optional>
-#include <unordered_map>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -12,8 +12,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "metrics/metrics.h"
 #include "accesslog/writer.h"
+#include "metrics/metrics.h"
 #include "proxy/admin.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
@@ -34,7 +34,7 @@ constexpr std::chrono::seconds kCertificatePollInterval{2};
 namespace {
 
 std::expected<Acceptor, std::string> bind_acceptor(asio::io_context& io, const std::string& host,
-                                                        std::uint16_t port, bool share_port) {
+                                                   std::uint16_t port, bool share_port) {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(host, ec);
   if (ec) return std::unexpected("bad address " + host);
@@ -105,16 +105,15 @@ struct Server::Impl {
 
   // Compiles a validated config. Fails only when an https:// revision's client TLS files
   // (caFile, certFile, keyFile) cannot be used; the message names the revision and the file.
-  std::expected<std::shared_ptr<const Snapshot>, std::string> make_snapshot(
-      config::Config config) {
+  std::expected<std::shared_ptr<const Snapshot>, std::string> make_snapshot(config::Config config) {
     auto result = std::make_shared<Snapshot>();
     result->table = routing::RouteTable::compile(config, generation);
     result->destination_ids.resize(result->table->revisions().size());
     for (const auto& service : result->table->services()) {
       for (const auto& target : service->targets) {
         const auto& revision = *target.revision;
-        result->destination_ids[revision.index] = catalog.intern(
-            {service->host, service->name, service->namespace_name, revision.name});
+        result->destination_ids[revision.index] =
+            catalog.intern({service->host, service->name, service->namespace_name, revision.name});
       }
     }
     std::unordered_map<std::string_view, const config::Revision*> by_name;
@@ -268,8 +267,8 @@ struct Server::Impl {
       }
       for (const auto& service : snapshot->table->services()) {
         for (const auto& target : service->targets) {
-          process.traffic.push_back({service->name, service->namespace_name,
-                                     target.revision->name, target.tag, target.percent});
+          process.traffic.push_back({service->name, service->namespace_name, target.revision->name,
+                                     target.tag, target.percent});
         }
       }
       process.config_generation = generation;
@@ -347,7 +346,8 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
     std::shared_ptr<const tls::CertificateSet> certificates;
     if (listener.tls) {
       auto loaded = tls::CertificateSet::load(*listener.tls);
-      if (!loaded) return std::unexpected(fmt::format("listener {}: {}", listener.name, loaded.error()));
+      if (!loaded)
+        return std::unexpected(fmt::format("listener {}: {}", listener.name, loaded.error()));
       certificates = std::move(*loaded);
       if (!ticket_keys) {
         auto keys = tls::SessionTicketKeys::generate();
@@ -362,12 +362,14 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
     std::uint16_t port = listener.port;
     for (auto& worker : impl->workers) {
       auto acceptor = bind_acceptor(worker->io(), listener.host, port, true);
-      if (!acceptor) return std::unexpected(fmt::format("listener {}: {}", listener.name, acceptor.error()));
+      if (!acceptor)
+        return std::unexpected(fmt::format("listener {}: {}", listener.name, acceptor.error()));
       port = acceptor->local_endpoint().port();
       ListenerSpec spec{id, listener.name, listener.tls.has_value()};
       if (listener.tls) {
         auto context = tls::ServerContext::create(*listener.tls, certificates, *ticket_keys);
-        if (!context) return std::unexpected(fmt::format("listener {}: {}", listener.name, context.error()));
+        if (!context)
+          return std::unexpected(fmt::format("listener {}: {}", listener.name, context.error()));
         spec.tls = &(*context)->asio_context();
         impl->tls_listeners.back().contexts.emplace_back(worker.get(), context->get());
         spec.handshake_timeout = listener.tls->handshake_timeout;
@@ -389,19 +391,18 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
   auto* raw = impl.get();
   impl->admin = std::make_unique<AdminServer>(
       std::move(*admin),
-      AdminHandlers{[raw] { return !raw->draining; },
-                    [raw](std::function<void(std::string)> done) {
-                      raw->collect_metrics(std::move(done));
-                    },
-                    [raw](std::string text) {
-                      if (text.capacity() > raw->spare_metrics_text.capacity()) {
-                        raw->spare_metrics_text = std::move(text);
-                      }
-                    },
-                    [raw, https = https_port != 0] {
-                      return api::Snapshot{raw->snapshot->config, raw->snapshot->table,
-                                           raw->generation, raw->loaded_at, https};
-                    }});
+      AdminHandlers{
+          [raw] { return !raw->draining; },
+          [raw](std::function<void(std::string)> done) { raw->collect_metrics(std::move(done)); },
+          [raw](std::string text) {
+            if (text.capacity() > raw->spare_metrics_text.capacity()) {
+              raw->spare_metrics_text = std::move(text);
+            }
+          },
+          [raw, https = https_port != 0] {
+            return api::Snapshot{raw->snapshot->config, raw->snapshot->table, raw->generation,
+                                 raw->loaded_at, https};
+          }});
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 

@@ -10,11 +10,11 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/write.hpp>  // local replies
 
+#include "accesslog/writer.h"
 #include "proxy/http_headers.h"
 #include "proxy/log.h"
 #include "tls/client_context.h"
 #include "tracing/trace_context.h"
-#include "accesslog/writer.h"
 
 namespace revgate::proxy {
 
@@ -25,9 +25,9 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr std::size_t kReadSize = 16 * 1024;             // heads
+constexpr std::size_t kReadSize = 16 * 1024;               // heads
 constexpr std::size_t kBodyReadSize = Worker::kChunkSize;  // bodies: one chunk per read
-constexpr std::size_t kMaxChunkFraming = 16 * 1024;  // a chunk-size line or the trailers
+constexpr std::size_t kMaxChunkFraming = 16 * 1024;        // a chunk-size line or the trailers
 constexpr std::uint32_t kResponseHeaderLimit = 80 * 1024;  // Envoy's default is 60 KiB
 constexpr std::chrono::milliseconds kLingerTime{2000};
 // An idle keep-alive connection gives back its buffers after this long (see park()).
@@ -50,8 +50,8 @@ std::size_t request_line_end(const Buffer& buffer) {
 // no complete piece, or the body ends; Beast's parser takes one framing step per put(), so a
 // chunked body needs the loop. Returns the bytes produced; `ec` is set only on a real error.
 template <class Parser, class Buffer>
-std::size_t parse_body(Parser& parser, Buffer& buffer, char* chunk,
-                       std::size_t capacity, boost::system::error_code& ec) {
+std::size_t parse_body(Parser& parser, Buffer& buffer, char* chunk, std::size_t capacity,
+                       boost::system::error_code& ec) {
   auto& body = parser.get().body();
   body.data = chunk;
   body.size = capacity;
@@ -78,9 +78,7 @@ bool is_informational(unsigned status) { return status >= 100 && status < 200 &&
 }  // namespace
 
 Session::Session(Worker& worker, Socket socket, const ListenerSpec& listener)
-    : worker_(worker),
-      stream_(std::move(socket)),
-      listener_(listener) {
+    : worker_(worker), stream_(std::move(socket)), listener_(listener) {
   error_code ec;
   auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) client_ip_ = remote.address().to_string();
@@ -150,7 +148,9 @@ void Session::wait_first_head() {
   parse_request_head();
 }
 
-void Session::arm_deadline(std::chrono::milliseconds timeout) { deadline_ = Clock::now() + timeout; }
+void Session::arm_deadline(std::chrono::milliseconds timeout) {
+  deadline_ = Clock::now() + timeout;
+}
 
 // ---------------------------------------------------------------- 1. read request head
 
@@ -183,9 +183,10 @@ void Session::begin_head() {
   start_line_done_ = false;
   if (!exchange_) exchange_ = acquire_exchange(worker_.header_blocks());
   exchange_->request.emplace(std::piecewise_construct, std::make_tuple(),
-                   std::make_tuple(ArenaAllocator<char>(&exchange_->arena)));
+                             std::make_tuple(ArenaAllocator<char>(&exchange_->arena)));
   // The head limits are enforced here (parse_request_head); Beast's own limit is a backstop.
-  exchange_->request->header_limit(static_cast<std::uint32_t>(limits.request_headers_bytes + kReadSize));
+  exchange_->request->header_limit(
+      static_cast<std::uint32_t>(limits.request_headers_bytes + kReadSize));
   if (limits.request_body_bytes != 0) {
     exchange_->request->body_limit(limits.request_body_bytes);
   } else {
@@ -221,27 +222,26 @@ void Session::parse_request_head() {
       return fail(ErrorKind::headers_too_large);
     }
   }
-  stream_.async_read_some(buffer_.prepare(kReadSize),
-                          [self = shared_from_this()](error_code ec, std::size_t n) {
-                            if (self->phase_ != Phase::waiting &&
-                                self->phase_ != Phase::reading_head) {
-                              return;  // a timeout or drain took over
-                            }
-                            if (ec == asio::error::operation_aborted && self->parked_) {
-                              return self->wait_parked();  // park() took the read back
-                            }
-                            if (ec) {
-                              // The client went away between or during heads: nothing to answer.
-                              if (self->phase_ == Phase::reading_head) {
-                                self->flags_ |= metrics::kDownstreamConnectionTermination;
-                              }
-                              return self->close();
-                            }
-                            self->parked_ = false;  // data won the race with park()
-                            self->buffer_.commit(n);
-                            if (self->phase_ == Phase::waiting) self->begin_head();
-                            self->parse_request_head();
-                          });
+  stream_.async_read_some(
+      buffer_.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
+        if (self->phase_ != Phase::waiting && self->phase_ != Phase::reading_head) {
+          return;  // a timeout or drain took over
+        }
+        if (ec == asio::error::operation_aborted && self->parked_) {
+          return self->wait_parked();  // park() took the read back
+        }
+        if (ec) {
+          // The client went away between or during heads: nothing to answer.
+          if (self->phase_ == Phase::reading_head) {
+            self->flags_ |= metrics::kDownstreamConnectionTermination;
+          }
+          return self->close();
+        }
+        self->parked_ = false;  // data won the race with park()
+        self->buffer_.commit(n);
+        if (self->phase_ == Phase::waiting) self->begin_head();
+        self->parse_request_head();
+      });
 }
 
 void Session::on_request_head() {
@@ -269,10 +269,15 @@ void Session::on_request_head() {
         ++host_count;
         exchange_->route_view.host = field.value();
         break;
-      case http::field::transfer_encoding: has_transfer_encoding = true; break;
-      case http::field::content_length: has_content_length = true; break;
+      case http::field::transfer_encoding:
+        has_transfer_encoding = true;
+        break;
+      case http::field::content_length:
+        has_content_length = true;
+        break;
       case http::field::cookie:
-        if (exchange_->route_view.cookie_header.empty()) exchange_->route_view.cookie_header = field.value();
+        if (exchange_->route_view.cookie_header.empty())
+          exchange_->route_view.cookie_header = field.value();
         break;
       case http::field::expect:
         has_expect = true;
@@ -283,7 +288,8 @@ void Session::on_request_head() {
           exchange_->route_view.tag_header = field.value();
         }
         break;
-      default: break;
+      default:
+        break;
     }
   }
   if (field_count > limits.request_header_count) return fail(ErrorKind::headers_too_large);
@@ -350,8 +356,8 @@ void Session::route_request() {
   format_uuid4(rng.next(), rng.next(), exchange_->request_id);
   char traceparent[tracing::kTraceparentSize];
   const auto trace = tracing::make_traceparent(
-      rng.next(), rng.next(), rng.next(),
-      tracing::sample(config().tracing.sample_rate, rng.next()), traceparent);
+      rng.next(), rng.next(), rng.next(), tracing::sample(config().tracing.sample_rate, rng.next()),
+      traceparent);
   if (exchange_->request->chunked()) {
     request_framing_ = Framing::chunked;
   } else if (exchange_->request->content_length()) {
@@ -359,15 +365,20 @@ void Session::route_request() {
   } else {
     request_framing_ = Framing::none;
   }
-  write_request_head(exchange_->head_out, request,
-                     {client_ip_, listener_.https ? "https" : "http", exchange_->decision.revision->name,
-                      exchange_->decision.service->namespace_name,
-                      std::string_view(exchange_->request_id, sizeof exchange_->request_id), trace},
-                     request_framing_, exchange_->request->content_length().value_or(0));
+  write_request_head(
+      exchange_->head_out, request,
+      {client_ip_, listener_.https ? "https" : "http", exchange_->decision.revision->name,
+       exchange_->decision.service->namespace_name,
+       std::string_view(exchange_->request_id, sizeof exchange_->request_id), trace},
+      request_framing_, exchange_->request->content_length().value_or(0));
   connect_upstream();
 }
 
 // ---------------------------------------------------------------- 3. connect upstream
+
+// Every upstream operation's handler holds the connection (`upstream = upstream_`) as well as
+// the session: release_upstream() may drop the session's reference while an operation is
+// pending, and Asio's TLS stream is still touched when an aborted operation completes.
 
 void Session::connect_upstream() {
   phase_ = Phase::connecting;
@@ -389,9 +400,9 @@ void Session::connect_upstream() {
   worker_.pool().opened(*upstream_, destination);
   timed_out_ = false;
   arm_deadline(config().timeouts.upstream_connect);  // the TLS handshake included
-  upstream_->stream.socket().async_connect(
-      tcp::endpoint(address, endpoint.port),
-      [self = shared_from_this()](error_code ec) { self->on_upstream_connected(ec); });
+  upstream_->stream.socket().async_connect(tcp::endpoint(address, endpoint.port),
+                                           [self = shared_from_this(), upstream = upstream_](
+                                               error_code ec) { self->on_upstream_connected(ec); });
 }
 
 void Session::on_upstream_checked(bool usable) {
@@ -406,7 +417,8 @@ void Session::on_upstream_connected(error_code ec) {
   if (phase_ != Phase::connecting) return;
   if (ec || timed_out_) return on_upstream_failure(ErrorKind::upstream_connect);
   upstream_->stream.socket().set_option(tcp::no_delay(true), ec);
-  const auto& target = view_->snapshot->upstream(*exchange_->decision.revision, *exchange_->decision.endpoint);
+  const auto& target =
+      view_->snapshot->upstream(*exchange_->decision.revision, *exchange_->decision.endpoint);
   if (target.tls == nullptr) return send_request();
 
   // https:// endpoint: TLS with the revision's client context, verifying `server_name`.
@@ -417,7 +429,7 @@ void Session::on_upstream_connected(error_code ec) {
     return on_upstream_failure(ErrorKind::upstream_connect);
   }
   tls->async_handshake(asio::ssl::stream_base::client,
-                       [self = shared_from_this()](error_code ec) {
+                       [self = shared_from_this(), upstream = upstream_](error_code ec) {
                          self->on_upstream_handshake(ec);
                        });
 }
@@ -467,7 +479,7 @@ void Session::write_request() {
   waiting_on_client_ = false;
   const auto buffers = gather(request_framing_, exchange_->request->is_done());
   asio::async_write(upstream_->stream, buffers,
-                    [self = shared_from_this()](error_code ec, std::size_t) {
+                    [self = shared_from_this(), upstream = upstream_](error_code ec, std::size_t) {
                       self->on_request_written(ec);
                     });
 }
@@ -478,14 +490,16 @@ std::span<const asio::const_buffer> Session::gather(Framing framing, bool body_d
   if (head_pending_) exchange_->out_buffers[n++] = asio::buffer(exchange_->head_out);
   if (chunk_fill_ != 0) {
     if (framing == Framing::chunked) {
-      exchange_->out_buffers[n++] = asio::buffer(chunk_size_line(chunk_fill_, exchange_->chunk_line));
+      exchange_->out_buffers[n++] =
+          asio::buffer(chunk_size_line(chunk_fill_, exchange_->chunk_line));
       exchange_->out_buffers[n++] = asio::buffer(chunk_.get(), chunk_fill_);
       exchange_->out_buffers[n++] = asio::buffer("\r\n", 2);
     } else {
       exchange_->out_buffers[n++] = asio::buffer(chunk_.get(), chunk_fill_);
     }
   }
-  if (body_done && framing == Framing::chunked) exchange_->out_buffers[n++] = asio::buffer("0\r\n\r\n", 5);
+  if (body_done && framing == Framing::chunked)
+    exchange_->out_buffers[n++] = asio::buffer("0\r\n\r\n", 5);
   return {exchange_->out_buffers.data(), n};
 }
 
@@ -526,19 +540,20 @@ void Session::fill_request_chunk() {
   auto read_more = [self = shared_from_this()] {
     self->arm_deadline(self->config().timeouts.idle);
     self->waiting_on_client_ = true;
-    self->stream_.async_read_some(
-        self->buffer_.prepare(kBodyReadSize), [self](error_code ec, std::size_t n) {
-          if (self->phase_ != Phase::sending_request) return;
-          if (ec) {
-            // The client left mid-upload: the upstream got a partial request, drop it.
-            self->flags_ |= metrics::kDownstreamConnectionTermination;
-            self->release_upstream(false);
-            self->record_metrics();
-            return self->close();
-          }
-          self->buffer_.commit(n);
-          self->fill_request_chunk();
-        });
+    self->stream_.async_read_some(self->buffer_.prepare(kBodyReadSize),
+                                  [self](error_code ec, std::size_t n) {
+                                    if (self->phase_ != Phase::sending_request) return;
+                                    if (ec) {
+                                      // The client left mid-upload: the upstream got a partial
+                                      // request, drop it.
+                                      self->flags_ |= metrics::kDownstreamConnectionTermination;
+                                      self->release_upstream(false);
+                                      self->record_metrics();
+                                      return self->close();
+                                    }
+                                    self->buffer_.commit(n);
+                                    self->fill_request_chunk();
+                                  });
   };
   if (expect_continue_) {
     // The client waits for this before it sends the body (RFC 9110 10.1.1).
@@ -564,7 +579,7 @@ void Session::read_response_head() {
   timed_out_ = false;
   arm_deadline(config().timeouts.upstream_response);
   exchange_->response.emplace(std::piecewise_construct, std::make_tuple(),
-                    std::make_tuple(ArenaAllocator<char>(&exchange_->arena)));
+                              std::make_tuple(ArenaAllocator<char>(&exchange_->arena)));
   exchange_->response->header_limit(kResponseHeaderLimit);
   exchange_->response->body_limit(boost::none);
   if (is_head_request_) exchange_->response->skip(true);
@@ -583,7 +598,8 @@ void Session::parse_response_head() {
     }
   }
   upstream_->stream.async_read_some(
-      buffer.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
+      buffer.prepare(kReadSize),
+      [self = shared_from_this(), upstream = upstream_](error_code ec, std::size_t n) {
         if (self->phase_ != Phase::reading_response) return;
         if (self->timed_out_) return self->on_upstream_failure(ErrorKind::upstream_timeout);
         if (ec) {
@@ -640,9 +656,8 @@ void Session::on_response_head() {
 
 std::string_view Session::response_fields() {
   // Envoy's x-envoy-upstream-service-time: from the request sent to its response head.
-  upstream_service_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             Clock::now() - upstream_start_)
-                             .count();
+  upstream_service_ms_ =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - upstream_start_).count();
   auto& out = exchange_->response_fields;
   out.assign("x-envoy-upstream-service-time: ");
   char digits[20];
@@ -657,7 +672,9 @@ std::string_view Session::response_fields() {
   }
   if (exchange_->decision.service->debug_headers) {
     out.append("X-Revgate-Revision: ").append(exchange_->decision.revision->name).append("\r\n");
-    out.append("X-Revgate-Endpoint: ").append(exchange_->decision.endpoint->authority).append("\r\n");
+    out.append("X-Revgate-Endpoint: ")
+        .append(exchange_->decision.endpoint->authority)
+        .append("\r\n");
   }
   return out;
 }
@@ -682,7 +699,8 @@ void Session::fill_response_chunk() {
 
   arm_deadline(config().timeouts.idle);
   upstream_->stream.async_read_some(
-      buffer.prepare(kBodyReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
+      buffer.prepare(kBodyReadSize),
+      [self = shared_from_this(), upstream = upstream_](error_code ec, std::size_t n) {
         if (self->phase_ != Phase::relaying_response) return;
         if (ec == asio::error::eof && self->exchange_->response->need_eof()) {
           // A close-delimited body ends with the connection.
@@ -778,9 +796,9 @@ void Session::record_metrics() {
 void Session::log_request(accesslog::WorkerLog& log, double duration_ms) {
   accesslog::Entry entry;
   const auto now = Clock::now();
-  entry.start_time = std::chrono::system_clock::now() -
-                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                         now - request_start_);
+  entry.start_time =
+      std::chrono::system_clock::now() -
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(now - request_start_);
   if (exchange_ && exchange_->request) {
     const auto& request = exchange_->request->get();
     entry.method = request.method_string();
@@ -824,7 +842,8 @@ void Session::log_request(accesslog::WorkerLog& log, double duration_ms) {
     entry.service = exchange_->decision.service->name;
     entry.namespace_name = exchange_->decision.service->namespace_name;
     entry.revision = exchange_->decision.revision->name;
-    if (exchange_->decision.endpoint != nullptr) entry.upstream_host = exchange_->decision.endpoint->authority;
+    if (exchange_->decision.endpoint != nullptr)
+      entry.upstream_host = exchange_->decision.endpoint->authority;
   }
   log.append(entry);
 }
@@ -877,8 +896,8 @@ void Session::reply_local(unsigned status, std::string_view text, bool close_aft
   arm_deadline(config().timeouts.idle);  // a client that does not read its reply
   status_ = status;
   if (close_after || draining_ || worker_.draining()) client_keep_alive_ = false;
-  local_reply_ = std::make_unique<http::response<http::string_body>>(
-      static_cast<http::status>(status), 11);
+  local_reply_ =
+      std::make_unique<http::response<http::string_body>>(static_cast<http::status>(status), 11);
   auto& reply = *local_reply_;
   reply.set(http::field::content_type, "text/plain; charset=utf-8");
   if (!location.empty()) reply.set(http::field::location, location);
@@ -1000,7 +1019,8 @@ void Session::check_deadline(Clock::time_point now) {
 
 void Session::drain() {
   draining_ = true;
-  if (phase_ == Phase::waiting) close();
+  // No request to finish: an idle connection, or one still in its TLS handshake.
+  if (phase_ == Phase::waiting || phase_ == Phase::handshaking) close();
 }
 
 }  // namespace revgate::proxy

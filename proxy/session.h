@@ -5,9 +5,9 @@
 // Owned by its worker thread; kept alive by the shared_ptr its pending handlers hold.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
-#include <array>
 #include <optional>
 #include <span>
 #include <string>
@@ -19,11 +19,11 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include "proxy/stream.h"
 #include "proxy/header_arena.h"
 #include "proxy/http_headers.h"
 #include "proxy/page_allocator.h"
 #include "proxy/proxy_error.h"
+#include "proxy/stream.h"
 #include "proxy/worker.h"
 
 namespace revgate::accesslog {
@@ -54,15 +54,15 @@ class Session : public SessionBase,
   using ReadBuffer = boost::beast::basic_flat_buffer<PageAllocator<char>>;
 
   enum class Phase : std::uint8_t {
-    handshaking,      // TLS listener: before the first request
-    waiting,          // keep-alive: no byte of the next request yet
-    reading_head,     // 1
-    connecting,       // 3
-    sending_request,  // 4
-    reading_response, // 5
-    relaying_response,// 6
-    replying,         // a local reply (an error) is being written
-    lingering,        // closing: sent all, discarding what the client still sends
+    handshaking,        // TLS listener: before the first request
+    waiting,            // keep-alive: no byte of the next request yet
+    reading_head,       // 1
+    connecting,         // 3
+    sending_request,    // 4
+    reading_response,   // 5
+    relaying_response,  // 6
+    replying,           // a local reply (an error) is being written
+    lingering,          // closing: sent all, discarding what the client still sends
     closed,
   };
 
@@ -110,7 +110,7 @@ class Session : public SessionBase,
   void close_gracefully();
   void release_upstream(bool reusable);
   void arm_deadline(std::chrono::milliseconds timeout);
-  void park();         // idle keep-alive: give the buffers back, wait for readability
+  void park();  // idle keep-alive: give the buffers back, wait for readability
   void wait_parked();
 
   const config::Config& config() const { return *view_->snapshot->config; }
@@ -137,7 +137,7 @@ class Session : public SessionBase,
   // idle keep-alive connection holds none of it (it would be most of a session's size).
   struct Exchange {
     explicit Exchange(BlockPool& blocks) : arena(blocks) {}
-    HeaderArena arena;  // the heads of the request and its response live here
+    HeaderArena arena;                // the heads of the request and its response live here
     routing::RequestView route_view;  // views into the request head, gathered as it is checked
     routing::Decision decision;
     std::array<boost::asio::const_buffer, 5> out_buffers;  // the write in progress
@@ -160,17 +160,17 @@ class Session : public SessionBase,
   bool head_pending_ = false;
   Framing request_framing_ = Framing::none;
   Framing response_framing_ = Framing::none;
-  bool retried_ = false;        // a request is sent again at most once
-  bool expect_continue_ = false; // the client waits for "100 Continue" before its body
-  bool timed_out_ = false;       // set by the deadline sweep before it cancels upstream I/O
-  bool recorded_ = false;        // this request's metrics were recorded
-  bool in_flight_ = false;       // counted in the shard's requests in flight
+  bool retried_ = false;          // a request is sent again at most once
+  bool expect_continue_ = false;  // the client waits for "100 Continue" before its body
+  bool timed_out_ = false;        // set by the deadline sweep before it cancels upstream I/O
+  bool recorded_ = false;         // this request's metrics were recorded
+  bool in_flight_ = false;        // counted in the shard's requests in flight
   const routing::Endpoint* started_endpoint_ = nullptr;  // counted active in the router
-  Clock::time_point upstream_start_{};   // the request (last attempt) went upstream
+  Clock::time_point upstream_start_{};                   // the request (last attempt) went upstream
   std::int64_t upstream_service_ms_ = -1;  // to the response head; -1: no upstream answered
-  bool replayable_ = false;      // idempotent and bodyless: may be sent again once
-  bool response_bytes_seen_ = false;  // the upstream sent something for this request
-  bool waiting_on_client_ = false;    // sending_request: reading the body (not writing it)
+  bool replayable_ = false;                // idempotent and bodyless: may be sent again once
+  bool response_bytes_seen_ = false;       // the upstream sent something for this request
+  bool waiting_on_client_ = false;         // sending_request: reading the body (not writing it)
   bool is_head_request_ = false;
   std::uint16_t flags_ = 0;
   unsigned status_ = 0;

@@ -52,10 +52,12 @@ void UpstreamPool::on_watch_end(const std::shared_ptr<UpstreamConnection>& conne
   const bool quiet = ec == boost::asio::error::operation_aborted && bytes == 0;
   if (connection->in_pool) {
     if (quiet) return;  // the pool is closing it
-    // Closed by the upstream, or bytes no request asked for: never hand it out.
+    // Closed by the upstream, or bytes no request asked for: never hand it out. Counted idle
+    // only if it really was still in the pool.
+    connection->in_pool = false;
     auto it = idle_.find(std::string_view{connection->key});
-    if (it != idle_.end()) std::erase(it->second, connection);
-    return discard_idle(*connection);
+    const bool removed = it != idle_.end() && std::erase(it->second, connection) > 0;
+    return removed ? discard_idle(*connection) : discard(*connection);
   }
   if (auto waiter = std::move(connection->waiter)) waiter->on_upstream_checked(quiet);
 }
@@ -72,6 +74,7 @@ void UpstreamPool::closed(UpstreamConnection& connection) {
 }
 
 void UpstreamPool::discard_idle(UpstreamConnection& connection) {
+  connection.in_pool = false;  // a watch ending later must not count it again
   --shard_.upstream(connection.destination).idle;
   discard(connection);
 }
@@ -85,9 +88,8 @@ void UpstreamPool::discard(UpstreamConnection& connection) {
 void UpstreamPool::sweep(Clock::time_point now, std::chrono::milliseconds idle_timeout) {
   for (auto& [key, connections] : idle_) {
     // Oldest first in the vector: close the prefix that has been idle too long.
-    auto fresh = std::find_if(connections.begin(), connections.end(), [&](const auto& c) {
-      return now - c->idle_since < idle_timeout;
-    });
+    auto fresh = std::find_if(connections.begin(), connections.end(),
+                              [&](const auto& c) { return now - c->idle_since < idle_timeout; });
     std::for_each(connections.begin(), fresh, [this](const auto& c) { discard_idle(*c); });
     connections.erase(connections.begin(), fresh);
   }

@@ -115,6 +115,43 @@ class TlsBackend:
         self.server.server_close()
 
 
+class StallingTlsBackend:
+    """A TLS upstream that stalls: `body` answers a head and 10 body bytes of 1,000,000, then
+    sends nothing more; `upload` never reads the request body."""
+
+    def __init__(self, directory, mode):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(os.path.join(directory, "backend.crt"),
+                                     os.path.join(directory, "backend.key"))
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.mode = mode
+        self.connections = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                sock, _ = self.sock.accept()
+                tls = self.context.wrap_socket(sock, server_side=True)
+            except OSError:
+                return
+            self.connections.append(tls)
+            if self.mode == "upload":
+                continue
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += tls.recv(4096)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 10)
+
+    def close(self):
+        self.sock.close()
+        for tls in self.connections:
+            tls.close()
+
+
 class UpstreamTlsTest(IntegrationTest):
     def setUp(self):
         super().setUp()
@@ -134,6 +171,64 @@ class UpstreamTlsTest(IntegrationTest):
         if tls is not None:
             svc["revisions"][0]["tls"] = tls
         return self.start_revgate(default_config([svc], **top))
+
+    def stalling_proxy(self, mode, **top):
+        backend = StallingTlsBackend(self.tmpdir, mode)
+        self.addCleanup(backend.close)
+        svc = service("hello", [("hello-00001", [f"https://127.0.0.1:{backend.port}"])])
+        svc["revisions"][0]["tls"] = {"caFile": "ca.crt"}
+        return self.start_revgate(default_config([svc], **top))
+
+    def test_a_tls_upstream_that_stalls_mid_body_is_cut_off_and_the_proxy_serves_on(self):
+        # The idle deadline drops the upstream while its TLS read is pending (a use-after-free
+        # once: the connection must outlive the aborted operation).
+        proxy = self.stalling_proxy("body", timeouts={"idle": "1s"})
+        client = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        self.addCleanup(client.close)
+        client.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        received = b""
+        while True:
+            piece = client.recv(65536)
+            if not piece:
+                break
+            received += piece
+        self.assertTrue(received.startswith(b"HTTP/1.1 200"), received[:80])
+        self.assertTrue(received.endswith(b"x" * 10), "cut off after what arrived")
+        time.sleep(0.3)
+        self.assertTrue(proxy.running(), proxy.describe())
+        self.assertIn(b"404", self.get_raw_status(proxy))
+
+    def test_a_tls_upstream_that_stops_reading_an_upload_gets_a_504(self):
+        proxy = self.stalling_proxy("upload", timeouts={"idle": "1s"})
+        client = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        self.addCleanup(client.close)
+        body = b"y" * (8 * 1024 * 1024)
+        client.sendall(f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {len(body)}\r\n"
+                       "\r\n".encode())
+        try:
+            client.sendall(body)
+        except OSError:
+            pass  # the proxy answered and closed before taking it all
+        self.assertIn(b" 504 ", client.recv(4096))
+        self.assertTrue(proxy.running(), proxy.describe())
+
+    def test_shutdown_with_a_tls_upstream_request_in_flight_exits_cleanly(self):
+        for workers in (1, 2):
+            with self.subTest(workers=workers):
+                proxy = self.stalling_proxy("body", workers=workers,
+                                            timeouts={"shutdownGrace": "1s"})
+                client = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+                self.addCleanup(client.close)
+                client.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                self.assertTrue(client.recv(200).startswith(b"HTTP/1.1 200"))
+                proxy.signal(signal.SIGTERM)
+                self.assertEqual(proxy.wait(10), 0, proxy.describe())
+
+    def get_raw_status(self, proxy):
+        """The status line of a request to a host no route takes (the proxy still answers)."""
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: nowhere.test\r\nConnection: close\r\n\r\n")
+            return sock.recv(200).split(b"\r\n", 1)[0]
 
     def test_https_endpoint_is_verified_with_ca_file_and_gets_sni_from_server_name(self):
         backend = self.backend()

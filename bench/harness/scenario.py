@@ -416,13 +416,7 @@ def loads(text, path="scenario.yaml"):
     s.hosts = top.integer("hosts", 1, 1, 100_000)
 
     # revisions
-    revs = top.raw("revisions")
-    if revs is None:
-        c.error(top.line, "revisions", "required: a list of revisions")
-        revs = []
-    elif not isinstance(revs, list) or not revs:
-        top.fail("revisions", f"must be a non-empty list, got {_kind(revs)}")
-        revs = []
+    revs = _required_list(c, top, "revisions", "revisions")
     names = set()
     for i, raw in enumerate(revs):
         key = f"revisions[{i}]"
@@ -472,13 +466,7 @@ def loads(text, path="scenario.yaml"):
                 f"the percents must sum to 100, got {sum(r.percent for r in s.revisions)}")
 
     # proxies
-    proxies = top.raw("proxies")
-    if proxies is None:
-        c.error(top.line, "proxies", "required: a list of proxies to compare")
-        proxies = []
-    elif not isinstance(proxies, list) or not proxies:
-        top.fail("proxies", f"must be a non-empty list, got {_kind(proxies)}")
-        proxies = []
+    proxies = _required_list(c, top, "proxies", "proxies to compare")
     pnames = set()
     for i, raw in enumerate(proxies):
         key = f"proxies[{i}]"
@@ -569,6 +557,18 @@ def loads(text, path="scenario.yaml"):
     if c.errors:
         raise ScenarioError(c.errors)
     return s
+
+
+def _required_list(c, top, key, what):
+    """The non-empty list at `key`, or [] after reporting why it is missing or wrong."""
+    items = top.raw(key)
+    if items is None:
+        c.error(top.line, key, f"required: a list of {what}")
+        return []
+    if not isinstance(items, list) or not items:
+        top.fail(key, f"must be a non-empty list, got {_kind(items)}")
+        return []
+    return items
 
 
 def _item_line(seq, i, fallback):

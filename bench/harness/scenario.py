@@ -566,7 +566,8 @@ def _required_list(c, top, key, what):
         c.error(top.line, key, f"required: a list of {what}")
         return []
     if not isinstance(items, list) or not items:
-        top.fail(key, f"must be a non-empty list, got {_kind(items)}")
+        got = "an empty list" if items == [] else _kind(items)
+        top.fail(key, f"must be a non-empty list, got {got}")
         return []
     return items
 

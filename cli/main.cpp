@@ -1,5 +1,6 @@
 // The revgate command line (SPEC.md section 2): run, demo, check, route, simulate, echo,
-// version. Exit codes: 0 ok, 1 invalid config or failed check, 2 usage error.
+// version, and the admin API's clients services and revisions (cli/services_command.h).
+// Exit codes: 0 ok, 1 invalid config, failed check or unreachable admin, 2 usage error.
 #include <csignal>
 #include <cstdio>
 #include <map>

@@ -43,19 +43,25 @@ static_assert(kKnownFlags == kAllResponseFlags, "every ResponseFlag needs its sh
 
 using Out = std::back_insert_iterator<std::string>;
 
+// The response_flags label value: "UF,UC", or "-" when none.
 void append_flags(std::string& out, std::uint16_t flags) {
-  flags &= kKnownFlags;
-  if (flags == 0) {
-    out.push_back('-');
-    return;
-  }
-  bool first = true;
-  for (const auto& f : kFlagCodes) {
-    if ((flags & f.bit) == 0) continue;
-    if (!first) out.push_back(',');
-    out.append(f.code);
-    first = false;
-  }
+  char codes[40];
+  const auto text = format_response_flags(flags, codes);
+  out.append(text.empty() ? std::string_view("-") : text);
+}
+
+void append_escaped(std::string& out, std::string_view value);
+
+// `service="..",namespace="..",revision=".."`: the labels of revgate's per-revision families.
+void append_revision_labels(std::string& out, std::string_view service,
+                            std::string_view namespace_name, std::string_view revision) {
+  out.append("service=\"");
+  append_escaped(out, service);
+  out.append("\",namespace=\"");
+  append_escaped(out, namespace_name);
+  out.append("\",revision=\"");
+  append_escaped(out, revision);
+  out.push_back('"');
 }
 
 // Label value escaping of the text format: backslash, double quote and line feed.
@@ -140,6 +146,7 @@ struct HistogramFamily {
 
 std::string_view format_response_flags(std::uint16_t flags, char (&out)[40]) {
   std::size_t n = 0;
+  flags &= kKnownFlags;
   for (const auto& f : kFlagCodes) {
     if ((flags & f.bit) == 0) continue;
     if (n != 0) out[n++] = ',';
@@ -514,13 +521,9 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
       }
       k = j;
       out.append(kTraffic);
-      out.append("{service=\"");
-      append_escaped(out, t.service);
-      out.append("\",namespace=\"");
-      append_escaped(out, t.namespace_name);
-      out.append("\",revision=\"");
-      append_escaped(out, t.revision);
-      out.append("\",tag=\"");
+      out.push_back('{');
+      append_revision_labels(out, t.service, t.namespace_name, t.revision);
+      out.append(",tag=\"");
       append_escaped(out, t.tag);
       out.append("\"} ");
       append_int(out, percent);
@@ -541,13 +544,8 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
     }
     auto labels = [&](std::uint32_t id) {
       const Destination& d = catalog[id];
-      out.append("{service=\"");
-      append_escaped(out, d.service_name);
-      out.append("\",namespace=\"");
-      append_escaped(out, d.namespace_name);
-      out.append("\",revision=\"");
-      append_escaped(out, d.revision);
-      out.push_back('"');
+      out.push_back('{');
+      append_revision_labels(out, d.service_name, d.namespace_name, d.revision);
     };
     append_family_header(out, "revgate_upstream_connections", "gauge",
                          "Upstream connections open, by revision and state (active: carrying a "

@@ -785,20 +785,19 @@ void Session::record_metrics() {
   }
   sample.response_code = static_cast<std::uint16_t>(status_);
   sample.response_flags = flags_;
-  sample.duration_ms =
-      std::chrono::duration<double, std::milli>(Clock::now() - request_start_).count();
+  const auto elapsed = Clock::now() - request_start_;
+  sample.duration_ms = std::chrono::duration<double, std::milli>(elapsed).count();
   sample.request_bytes = request_body_bytes_;
   sample.response_bytes = response_body_bytes_;
   worker_.shard().record(sample);
-  if (auto* log = worker_.access_log()) log_request(*log, sample.duration_ms);
+  if (auto* log = worker_.access_log()) log_request(*log, elapsed);
 }
 
-void Session::log_request(accesslog::WorkerLog& log, double duration_ms) {
+void Session::log_request(accesslog::WorkerLog& log, Clock::duration elapsed) {
   accesslog::Entry entry;
-  const auto now = Clock::now();
-  entry.start_time =
-      std::chrono::system_clock::now() -
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(now - request_start_);
+  // The wall-clock start from one clock read now, not a system_clock read per request start.
+  entry.start_time = std::chrono::system_clock::now() -
+                     std::chrono::duration_cast<std::chrono::system_clock::duration>(elapsed);
   if (exchange_ && exchange_->request) {
     const auto& request = exchange_->request->get();
     entry.method = request.method_string();
@@ -834,7 +833,8 @@ void Session::log_request(accesslog::WorkerLog& log, double duration_ms) {
   entry.response_flags = metrics::format_response_flags(flags_, flags);
   entry.bytes_received = request_body_bytes_;
   entry.bytes_sent = response_body_bytes_;
-  entry.duration_ms = static_cast<std::uint64_t>(duration_ms);
+  entry.duration_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count());
   if (upstream_service_ms_ >= 0) {
     entry.upstream_service_time_ms = static_cast<std::uint64_t>(upstream_service_ms_);
   }

@@ -103,7 +103,7 @@ class Session : public SessionBase,
                    std::string_view location = {});
   void redirect_to_https();
   void record_metrics();
-  void log_request(accesslog::WorkerLog& log, double duration_ms);
+  void log_request(accesslog::WorkerLog& log, Clock::duration elapsed);
   std::string_view response_fields();  // the fields the proxy adds to the response head
   void end_in_flight();
   void close();

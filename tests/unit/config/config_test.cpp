@@ -542,6 +542,16 @@ services:
 )"));
 }
 
+// One revision with one endpoint, "@" standing for the endpoint under test (line 6, column 21).
+constexpr std::string_view kOneEndpoint = R"(
+listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: hello
+    revisions:
+      - name: hello-1
+        endpoints: ["@"]
+)";
+
 TEST(ConfigRules, Endpoint) {
   EXPECT_TRUE(only_error("endpoint", 8, 13, R"(
 listeners: [{name: http, address: "127.0.0.1:0"}]
@@ -553,14 +563,6 @@ services:
           - 127.0.0.1:9001
           - 127.0.0.1:0
 )"));
-  constexpr std::string_view kOneEndpoint = R"(
-listeners: [{name: http, address: "127.0.0.1:0"}]
-services:
-  - name: hello
-    revisions:
-      - name: hello-1
-        endpoints: ["@"]
-)";
   for (const char* endpoint :
        {"127.0.0.1", "::1:80", "[::1]", "999.0.0.1:80", "a..b:80", "[nope]:80", "127.0.0.1:http"}) {
     EXPECT_TRUE(only_error("endpoint", 6, 21, fill(kOneEndpoint, endpoint))) << endpoint;
@@ -960,14 +962,6 @@ listeners:
 }
 
 TEST(ConfigRules, EndpointScheme) {
-  constexpr std::string_view kOneEndpoint = R"(
-listeners: [{name: http, address: "127.0.0.1:0"}]
-services:
-  - name: hello
-    revisions:
-      - name: hello-1
-        endpoints: ["@"]
-)";
   for (const char* endpoint : {"ftp://127.0.0.1:21", "https://127.0.0.1:443/", "https://127.0.0.1",
                                "://127.0.0.1:80", "https://127.0.0.1:0"}) {
     EXPECT_TRUE(only_error("endpoint", 6, 21, fill(kOneEndpoint, endpoint))) << endpoint;

@@ -50,13 +50,19 @@ struct Revision {
   std::optional<UpstreamTls> tls;  // only when some endpoint is https://
 };
 
-// Knative's TrafficTarget: exactly one of revision_name / latest_revision is set.
+// Knative's TrafficTarget: exactly one of revision_name / latest_revision is set in a loaded
+// config. In an *effective* config (traffic/rollout.h expands a rollout in progress) a target may
+// have both: a share of a latestRevision target pinned to one revision while it rolls out.
 struct TrafficTarget {
   std::string revision_name;  // empty when latest_revision
   bool latest_revision = false;
   int percent = 0;
   std::string tag;  // empty when untagged
   SourcePos pos;
+  friend bool operator==(const TrafficTarget& a, const TrafficTarget& b) {
+    return a.revision_name == b.revision_name && a.latest_revision == b.latest_revision &&
+           a.percent == b.percent && a.tag == b.tag;  // positions are not part of the value
+  }
 };
 
 // How a service's requests are split across its revisions (`splitPolicy`).
@@ -100,6 +106,9 @@ struct Service {
   SourcePos pos;
   // `debugHeaders: true`: responses carry X-Revgate-Revision and X-Revgate-Endpoint.
   bool debug_headers = false;
+  // `rolloutDuration` (Knative's serving.knative.dev/rollout-duration): when a reload adds a
+  // revision, the latestRevision targets' shares move to it in steps over this long. 0 = at once.
+  std::chrono::milliseconds rollout_duration{0};
 };
 
 struct DomainMapping {
@@ -161,6 +170,9 @@ struct Timeouts {
   std::chrono::milliseconds upstream_response{60'000};  // 504 UT: no response head in time
   std::chrono::milliseconds upstream_idle{60'000};      // pooled idle upstream connection close
   std::chrono::milliseconds shutdown_grace{10'000};     // SIGTERM: requests in flight may finish
+  // SIGTERM: /readyz answers 503 at once; listeners keep accepting this long (so that a load
+  // balancer sees the 503 and stops sending) before they close. 0 = close at once.
+  std::chrono::milliseconds drain_delay{0};
 };
 
 struct Upstream {
@@ -197,6 +209,11 @@ struct Config {
   std::vector<DomainMapping> domain_mappings;
   std::optional<AccessLog> access_log;  // absent = off
   Tracing tracing;
+  // `stateFile`: where runtime traffic changes (admin API PATCH) and rollouts in progress are
+  // kept across restarts. Resolved like every config path; left out, it is the config file's
+  // name with the extension replaced by ".state.json", next to it ("revgate.yaml" ->
+  // "revgate.state.json"). Empty for a config that has no file (load_string of "<demo>").
+  std::string state_file;
 };
 
 // One validation failure. `rule` is a short stable identifier of the broken rule

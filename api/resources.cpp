@@ -107,14 +107,11 @@ json::array spec_traffic(const ServiceView& service, bool for_route) {
 // The traffic block as resolved: every target names its revision, tags carry their URL.
 json::array status_traffic(const Context& context, const ServiceView& service) {
   json::array out;
-  const auto& configured = service.config->traffic;
-  const auto& targets = service.routed->targets;
-  for (std::size_t i = 0; i < targets.size(); ++i) {
-    const auto& target = targets[i];
+  for (const auto& target : service.routed->targets) {
     json::object t;
     if (!target.tag.empty()) t["tag"] = target.tag;
     t["revisionName"] = target.revision != nullptr ? target.revision->name : std::string();
-    t["latestRevision"] = i < configured.size() && configured[i].latest_revision;
+    t["latestRevision"] = target.latest_revision;
     t["percent"] = target.percent;
     if (!target.tag.empty()) t["url"] = tag_url(context, service, target.tag);
     out.push_back(std::move(t));

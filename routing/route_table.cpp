@@ -371,14 +371,16 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
     // but never picked (revision == nullptr).
     for (const config::TrafficTarget& ct : cs.traffic) {
       Target target;
-      if (ct.latest_revision) {
+      if (!ct.revision_name.empty()) {
+        // A revision by name, or a rollout's share of a latestRevision target pinned to one.
+        target.revision = find_revision(ct.revision_name);
+      } else if (ct.latest_revision) {
         // Until health checking exists, "latest ready" is the last listed revision.
         if (table->revisions_.size() > first_revision) {
           target.revision = table->revisions_.back().get();
         }
-      } else {
-        target.revision = find_revision(ct.revision_name);
       }
+      target.latest_revision = ct.latest_revision;
       target.percent = std::max(ct.percent, 0);
       target.tag = ct.tag;
       service->targets.push_back(std::move(target));

@@ -40,6 +40,9 @@ struct Target {
   const Revision* revision = nullptr;
   int percent = 0;
   std::string tag;  // empty when untagged
+  // From a latestRevision target: the latest revision, or during a rollout one revision's
+  // share of it (the admin API reports these as `latestRevision: true`).
+  bool latest_revision = false;
 };
 
 // What a `splitPolicy: hash` service hashes (config `hashOn`); none for the other policies.
@@ -60,7 +63,7 @@ struct Service {
   std::uint32_t cookie_ttl_seconds = 0;
   // Endpoint choice within each of this service's revisions.
   config::LoadBalancer load_balancer = config::LoadBalancer::round_robin;
-  bool debug_headers = false;  // responses say which revision and endpoint served them
+  bool debug_headers = false;   // responses say which revision and endpoint served them
   std::vector<Target> targets;  // as configured (percent-0 targets included, for tags)
   // smooth: indices into `targets`, nginx's smooth weighted round robin over one whole cycle
   // (weights divided by their gcd), walked by a per-worker cursor.

@@ -629,6 +629,20 @@ void render_prometheus_to(std::string& out, const WorkerShard& merged,
                  "revgate_config_reloads_total{{result=\"success\"}} {}\n"
                  "revgate_config_reloads_total{{result=\"failure\"}} {}\n",
                  process.reloads_ok, process.reloads_failed);
+  append_family_header(out, "revgate_draining", "gauge",
+                       "1 once the process is shutting down (SIGTERM): /readyz answers 503.");
+  fmt::format_to(Out(out), "revgate_draining {}\n", process.draining ? 1 : 0);
+  if (!process.rollouts.empty()) {
+    append_family_header(out, "revgate_rollout_in_progress", "gauge",
+                         "1 while a gradual rollout (rolloutDuration) moves a service's traffic.");
+    for (const auto& rollout : process.rollouts) {
+      out.append("revgate_rollout_in_progress{service=\"");
+      append_escaped(out, rollout.service);
+      out.append("\",namespace=\"");
+      append_escaped(out, rollout.namespace_name);
+      fmt::format_to(Out(out), "\"}} {}\n", rollout.in_progress ? 1 : 0);
+    }
+  }
 }
 
 }  // namespace revgate::metrics

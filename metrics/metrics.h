@@ -149,6 +149,11 @@ struct ConfiguredSplit {
   std::string service, namespace_name, revision, tag;
   int percent = 0;
 };
+// A service with a rolloutDuration: 1 while a rollout moves its traffic, else 0.
+struct RolloutGauge {
+  std::string service, namespace_name;
+  bool in_progress = false;
+};
 struct CertificateReloads {
   std::string listener;
   std::uint64_t ok = 0, failed = 0;
@@ -166,14 +171,16 @@ struct ProcessStats {
 ProcessStats read_process_stats();
 
 struct ProcessView {
-  std::vector<std::string> listener_names;  // index = listener id used by WorkerShard
+  std::vector<std::string> listener_names;              // index = listener id used by WorkerShard
   std::vector<CertificateReloads> certificate_reloads;  // TLS listeners only
-  std::vector<ConfiguredSplit> traffic;     // revgate_traffic_percent
+  std::vector<ConfiguredSplit> traffic;                 // revgate_traffic_percent
   std::uint64_t config_generation = 0;
   std::uint64_t reloads_ok = 0;
   std::uint64_t reloads_failed = 0;
   std::optional<ProcessStats> process;  // process_* families, when given
   std::uint64_t access_log_dropped_lines = 0;
+  std::vector<RolloutGauge> rollouts;  // revgate_rollout_in_progress
+  bool draining = false;               // revgate_draining: SIGTERM received
 };
 
 // Prometheus text exposition format 0.0.4 of the merged shard plus the process view.

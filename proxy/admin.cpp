@@ -1,9 +1,15 @@
 #include "proxy/admin.h"
 
+#include <optional>
+
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include <boost/beast/http/parser.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 
 #include "api/api.h"
 
@@ -16,6 +22,9 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// A PATCH body is one service's traffic list; anything near this size is not one.
+constexpr std::uint64_t kMaxRequestBody = 1024 * 1024;
+
 // One admin connection: read a request, answer it, repeat while keep-alive.
 class AdminSession : public std::enable_shared_from_this<AdminSession> {
  public:
@@ -23,10 +32,18 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
       : socket_(std::move(socket)), handlers_(std::move(handlers)) {}
 
   void read() {
-    request_ = {};
-    http::async_read(socket_, buffer_, request_,
+    parser_.emplace();
+    parser_->body_limit(kMaxRequestBody);
+    http::async_read(socket_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (ec == http::error::body_limit) {
+                         self->request_ = self->parser_->release();
+                         self->request_.keep_alive(false);
+                         return self->respond(http::status::payload_too_large, "text/plain",
+                                              "request body too large\n");
+                       }
                        if (ec) return self->close();
+                       self->request_ = self->parser_->release();
                        self->handle();
                      });
   }
@@ -35,23 +52,38 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   void handle() {
     const auto target = request_.target();
     const auto path = target.substr(0, target.find('?'));
+    const auto method = request_.method();
     if (handlers_->snapshot && api::is_api_path(std::string_view(path.data(), path.size()))) {
+      if (method == http::verb::patch && handlers_->patch) {
+        const auto content_type = request_[http::field::content_type];
+        return handlers_->patch(
+            std::string_view(target.data(), target.size()),
+            std::string_view(content_type.data(), content_type.size()), request_.body(),
+            [self = shared_from_this()](AdminReply reply) { self->respond(reply); });
+      }
       // The API answers its own 404/405 as Kubernetes Status objects.
-      const auto method = request_.method_string();
-      auto answer =
-          api::handle(handlers_->snapshot(), std::string_view(method.data(), method.size()),
-                      std::string_view(target.data(), target.size()));
+      const auto method_text = request_.method_string();
+      auto answer = api::handle(handlers_->snapshot(),
+                                std::string_view(method_text.data(), method_text.size()),
+                                std::string_view(target.data(), target.size()));
       return respond(static_cast<http::status>(answer.status), "application/json",
                      api::to_pretty_json(answer.body));
     }
-    if (request_.method() != http::verb::get && request_.method() != http::verb::head) {
+    if (path == "/reload" && handlers_->reload) {
+      if (method != http::verb::post) {
+        return respond(http::status::method_not_allowed, "text/plain", "POST only\n");
+      }
+      return handlers_->reload(
+          [self = shared_from_this()](AdminReply reply) { self->respond(reply); });
+    }
+    if (method != http::verb::get && method != http::verb::head) {
       return respond(http::status::method_not_allowed, "text/plain", "GET only\n");
     }
     if (path == "/healthz") return respond(http::status::ok, "text/plain", "ok\n");
     if (path == "/readyz") {
-      return handlers_->ready() ? respond(http::status::ok, "text/plain", "ready\n")
-                                : respond(http::status::service_unavailable, "text/plain",
-                                          "not ready\n");
+      return handlers_->ready()
+                 ? respond(http::status::ok, "text/plain", "ready\n")
+                 : respond(http::status::service_unavailable, "text/plain", "not ready\n");
     }
     if (path == "/metrics") {
       return handlers_->metrics([self = shared_from_this()](std::string text) {
@@ -61,6 +93,10 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
       });
     }
     respond(http::status::not_found, "text/plain", "not found\n");
+  }
+
+  void respond(AdminReply& reply) {
+    respond(static_cast<http::status>(reply.status), reply.content_type, std::move(reply.body));
   }
 
   void respond(http::status status, std::string_view content_type, std::string body) {
@@ -92,12 +128,29 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   Socket socket_;
   std::shared_ptr<const AdminHandlers> handlers_;
   beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
   bool recycle_body_ = false;  // the body is a metrics text to hand back after the write
 };
 
 }  // namespace
+
+AdminReply reload_reply(bool applied, std::uint64_t generation,
+                        const std::vector<std::string>& errors,
+                        const std::vector<std::string>& warnings) {
+  boost::json::object body;
+  body["status"] = applied ? "applied" : "failed";
+  body["generation"] = generation;
+  boost::json::array list;
+  for (const auto& error : errors) list.emplace_back(error);
+  if (!applied) body["errors"] = std::move(list);
+  boost::json::array notes;
+  for (const auto& warning : warnings) notes.emplace_back(warning);
+  body["warnings"] = std::move(notes);
+  // 422 like the API's validation failures: the request was fine, the file it names is not.
+  return {applied ? 200u : 422u, "application/json", api::to_pretty_json(body)};
+}
 
 AdminServer::AdminServer(Acceptor acceptor, AdminHandlers handlers)
     : acceptor_(std::move(acceptor)),

@@ -43,9 +43,8 @@ struct ForwardedFor {
 // Knative-Serving-Revision/-Namespace (replacing any the client sent), traceparent when the
 // request has no valid one, then the framing. tracestate, B3 and X-Cloud-Trace-Context pass
 // through like any end-to-end field.
-void write_request_head(std::string& out, const RequestHead& request,
-                        const ForwardedFor& forwarded, Framing framing,
-                        std::uint64_t content_length);
+void write_request_head(std::string& out, const RequestHead& request, const ForwardedFor& forwarded,
+                        Framing framing, std::uint64_t content_length);
 
 // The response head for the client: "HTTP/1.1 code reason", the end-to-end fields as
 // received, the framing, and `Connection: close` (or `keep-alive` for an HTTP/1.0 client that

@@ -26,9 +26,9 @@ enum class ErrorKind : std::uint8_t {
 
 struct ErrorReply {
   unsigned status;
-  std::uint16_t flags;   // metrics::ResponseFlag bits
-  std::string_view body; // plain-text body, ends with a newline
-  bool close;            // the stream is unusable: answer with Connection: close
+  std::uint16_t flags;    // metrics::ResponseFlag bits
+  std::string_view body;  // plain-text body, ends with a newline
+  bool close;             // the stream is unusable: answer with Connection: close
 };
 
 constexpr ErrorReply reply_for(ErrorKind kind) {
@@ -49,8 +49,8 @@ constexpr ErrorReply reply_for(ErrorKind kind) {
     case ErrorKind::upstream_connect:
       return {502, kUpstreamConnectFailure, "upstream connect error\n", false};
     case ErrorKind::upstream_reset:
-      return {502, kUpstreamConnectionTermination,
-              "upstream connection closed before a response\n", false};
+      return {502, kUpstreamConnectionTermination, "upstream connection closed before a response\n",
+              false};
     case ErrorKind::upstream_protocol:
       return {502, kUpstreamProtocolError, "upstream sent an invalid response\n", false};
     case ErrorKind::upstream_timeout:

@@ -1,6 +1,8 @@
-// The proxy process: binds the listeners and the admin listener, runs the workers, reloads the
-// config on SIGHUP and drains on SIGTERM/SIGINT. Created and run by one (the main) thread;
-// stop() may be called from any thread. No Asio or Beast types here.
+// The proxy process: binds the listeners and the admin listener, runs the workers (each on its
+// own thread) and the control plane (on the thread that calls run(): admin API, reloads on
+// SIGHUP, file change and POST /reload, traffic changes), and drains on SIGTERM/SIGINT.
+// Created and run by one (the main) thread; stop() may be called from any thread. No Asio or
+// Beast types here.
 #pragma once
 
 #include <cstdint>
@@ -22,16 +24,17 @@ struct BoundAddress {
 class Server {
  public:
   // Binds every listener (port 0 picks a free one) but serves nothing until run().
-  // `config_path` is re-read on SIGHUP; empty disables reload (the demo).
+  // `config_path` is the file reloads read; empty disables them (the demo).
   static std::expected<std::unique_ptr<Server>, std::string> create(config::Config config,
-                                                                     std::string config_path);
+                                                                    std::string config_path);
   ~Server();
 
   // The addresses actually bound, listeners first, then admin.
   std::vector<BoundAddress> bound_addresses() const;
 
-  // Serves until SIGTERM/SIGINT (or stop()), then drains: requests in flight may finish within
-  // the grace period. Returns the process exit code.
+  // Serves until SIGTERM/SIGINT (or stop()), then drains: /readyz turns 503, after
+  // timeouts.drainDelay the listeners close, requests in flight may finish within
+  // timeouts.shutdownGrace. Returns the process exit code.
   int run();
   void stop();
 

@@ -77,18 +77,18 @@ bool is_informational(unsigned status) { return status >= 100 && status < 200 &&
 
 }  // namespace
 
-Session::Session(Worker& worker, Socket socket, const ListenerSpec& listener)
-    : worker_(worker), stream_(std::move(socket)), listener_(listener) {
+Session::Session(Worker& worker, Socket socket, std::shared_ptr<const ListenerSpec> listener)
+    : worker_(worker), stream_(std::move(socket)), listener_(std::move(listener)) {
   error_code ec;
   auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) client_ip_ = remote.address().to_string();
   stream_.socket().set_option(tcp::no_delay(true), ec);
-  worker_.shard().connection_opened(listener_.id);
+  worker_.shard().connection_opened(listener_->id);
 }
 
 Session::~Session() {
   if (exchange_) release_exchange(std::move(exchange_));
-  worker_.shard().connection_closed(listener_.id);
+  worker_.shard().connection_closed(listener_->id);
   if (chunk_) worker_.release_chunk(std::move(chunk_));
 }
 
@@ -116,20 +116,20 @@ void Session::release_exchange(std::unique_ptr<Exchange> exchange) {
 void Session::start() {
   worker_.link(*this);
   view_ = worker_.view();
-  if (listener_.tls != nullptr) {
+  if (listener_->tls != nullptr) {
     // A TLS listener: the handshake comes first, within its own timeout.
-    stream_.use_tls(*listener_.tls);
+    stream_.use_tls(*listener_->tls);
     phase_ = Phase::handshaking;
-    arm_deadline(listener_.handshake_timeout);
+    arm_deadline(listener_->handshake_timeout);
     return stream_.tls()->async_handshake(
         asio::ssl::stream_base::server, [self = shared_from_this()](error_code ec) {
           if (self->phase_ != Phase::handshaking) return;
           auto& shard = self->worker_.shard();
           if (ec) {
-            shard.tls_handshake(self->listener_.id, metrics::WorkerShard::kTlsFailure);
+            shard.tls_handshake(self->listener_->id, metrics::WorkerShard::kTlsFailure);
             return self->close();  // a failed handshake has no one to answer
           }
-          shard.tls_handshake(self->listener_.id,
+          shard.tls_handshake(self->listener_->id,
                               SSL_version(self->stream_.tls()->native_handle()) == TLS1_3_VERSION
                                   ? metrics::WorkerShard::kTls13
                                   : metrics::WorkerShard::kTls12);
@@ -338,7 +338,7 @@ void Session::on_request_head() {
 // ---------------------------------------------------------------- 2. route
 
 void Session::route_request() {
-  if (listener_.https_redirect_port != 0) return redirect_to_https();
+  if (listener_->https_redirect_port != 0) return redirect_to_https();
   auto& request = exchange_->request->get();
   auto& router = view_->router;
   const auto match = router.table()->find_host(exchange_->route_view.host);
@@ -367,7 +367,7 @@ void Session::route_request() {
   }
   write_request_head(
       exchange_->head_out, request,
-      {client_ip_, listener_.https ? "https" : "http", exchange_->decision.revision->name,
+      {client_ip_, listener_->https ? "https" : "http", exchange_->decision.revision->name,
        exchange_->decision.service->namespace_name,
        std::string_view(exchange_->request_id, sizeof exchange_->request_id), trace},
       request_framing_, exchange_->request->content_length().value_or(0));
@@ -667,7 +667,7 @@ std::string_view Session::response_fields() {
     // Sticky sessions by cookie: the client's next requests carry it to the same revision.
     char cookie[routing::kMaxSetCookieLength];
     out.append("Set-Cookie: ").append(routing::format_set_cookie(exchange_->decision, cookie));
-    if (listener_.https) out.append("; Secure");
+    if (listener_->https) out.append("; Secure");
     out.append("\r\n");
   }
   if (exchange_->decision.service->debug_headers) {
@@ -879,9 +879,9 @@ void Session::redirect_to_https() {
   }
   std::string location = "https://";
   location.append(host, host_length);
-  if (listener_.https_redirect_port != 443) {
+  if (listener_->https_redirect_port != 443) {
     location += ':';
-    location += std::to_string(listener_.https_redirect_port);
+    location += std::to_string(listener_->https_redirect_port);
   }
   location.append(exchange_->request->get().target());
   const bool body_left = !exchange_->request->is_done();
@@ -919,7 +919,8 @@ void Session::reply_local(unsigned status, std::string_view text, bool close_aft
 
 void Session::release_upstream(bool reusable) {
   if (!upstream_) return;
-  if (reusable && !draining_ && !worker_.draining()) {
+  // Pooling goes on through drain phase 1 (requests still flow); phase 2 closes the pool.
+  if (reusable && !draining_ && !worker_.closing()) {
     worker_.pool().give_back(std::move(upstream_), Clock::now());
   } else {
     worker_.pool().closed(*upstream_);
@@ -988,7 +989,7 @@ void Session::check_deadline(Clock::time_point now) {
   error_code ignored;
   switch (phase_) {
     case Phase::handshaking:
-      worker_.shard().tls_handshake(listener_.id, metrics::WorkerShard::kTlsTimeout);
+      worker_.shard().tls_handshake(listener_->id, metrics::WorkerShard::kTlsTimeout);
       return close();
     case Phase::waiting:
     case Phase::lingering:

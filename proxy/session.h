@@ -36,7 +36,7 @@ class Session : public SessionBase,
                 public UpstreamWaiter,
                 public std::enable_shared_from_this<Session> {
  public:
-  Session(Worker& worker, Socket socket, const ListenerSpec& listener);
+  Session(Worker& worker, Socket socket, std::shared_ptr<const ListenerSpec> listener);
   ~Session() override;
 
   void start();
@@ -117,7 +117,9 @@ class Session : public SessionBase,
 
   Worker& worker_;
   Stream stream_;
-  const ListenerSpec& listener_;
+  // Shared with the worker's listener: a reload may replace or remove the listener (and its TLS
+  // context) while this connection still uses it.
+  std::shared_ptr<const ListenerSpec> listener_;
   std::string client_ip_;
   ReadBuffer buffer_;  // bytes from the client not parsed yet; whole pages (see park())
   Phase phase_ = Phase::waiting;

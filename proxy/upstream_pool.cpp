@@ -28,8 +28,13 @@ std::shared_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key,
 void UpstreamPool::give_back(std::shared_ptr<UpstreamConnection> connection,
                              Clock::time_point now) {
   auto it = idle_.find(std::string_view{connection->key});
-  if (it == idle_.end()) it = idle_.emplace(connection->key, Idle{}).first;
   --shard_.upstream(connection->destination).active;
+  if (it == idle_.end()) {
+    // The first idle connection to this endpoint, or one to an endpoint a reload removed (its
+    // request started before the reload): only the former is kept. A lookup off the hot path.
+    if (live_ && !live_->contains(std::string_view{connection->key})) return discard(*connection);
+    it = idle_.emplace(connection->key, Idle{}).first;
+  }
   if (it->second.size() >= max_idle_per_endpoint_) return discard(*connection);
   ++shard_.upstream(connection->destination).idle;
   connection->idle_since = now;
@@ -99,6 +104,18 @@ void UpstreamPool::sweep(Clock::time_point now, std::chrono::milliseconds idle_t
     for (const auto& c : connections) {
       if (!c->watching) watch(c);
     }
+  }
+}
+
+void UpstreamPool::retain(std::shared_ptr<const PoolKeySet> live) {
+  live_ = std::move(live);
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    if (live_->contains(std::string_view{it->first})) {
+      ++it;
+      continue;
+    }
+    for (const auto& connection : it->second) discard_idle(*connection);
+    it = idle_.erase(it);
   }
 }
 

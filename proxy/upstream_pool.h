@@ -8,16 +8,26 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
+#include <boost/beast/core/flat_buffer.hpp>
 #include "metrics/metrics.h"
 #include "proxy/net.h"
 #include "proxy/stream.h"
-#include <boost/beast/core/flat_buffer.hpp>
 
 namespace revgate::proxy {
 
 using Clock = std::chrono::steady_clock;
+
+struct PoolKeyHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view key) const noexcept {
+    return std::hash<std::string_view>{}(key);
+  }
+};
+// The pool keys of a snapshot's endpoints, probed with std::string_view.
+using PoolKeySet = std::unordered_set<std::string, PoolKeyHash, std::equal_to<>>;
 
 // Who takes a pooled connection: told, once the pool's watch on it has ended, whether the
 // connection is still usable (nothing arrived on it while it was idle).
@@ -34,7 +44,7 @@ struct UpstreamConnection {
   boost::beast::flat_buffer buffer;
   std::string key;  // UpstreamEndpoint::pool_key: the pool it returns to
   Clock::time_point idle_since{};
-  std::uint64_t requests = 0;  // requests sent on it; > 0 means it was reused
+  std::uint64_t requests = 0;     // requests sent on it; > 0 means it was reused
   std::uint32_t destination = 0;  // metrics destination of the request that last used it
   // While idle in the pool a one-byte read watches the connection, as nginx's keepalive
   // module does: an upstream that closes it, or writes after its response, is seen then,
@@ -57,8 +67,12 @@ class UpstreamPool {
   // `destination`. If `watching` is still true on the result, its watch is being cancelled:
   // set `waiter` and wait for on_upstream_checked().
   std::shared_ptr<UpstreamConnection> take(std::string_view key, std::uint32_t destination);
-  // Keep a connection whose last response ended cleanly; closes it when the pool is full.
+  // Keep a connection whose last response ended cleanly; closes it when the pool is full or
+  // its endpoint is no longer in the config (see retain()).
   void give_back(std::shared_ptr<UpstreamConnection> connection, Clock::time_point now);
+  // After a reload: close the idle connections to endpoints not in `live` (removed from the
+  // config), and from now on close such connections when they come back from a request.
+  void retain(std::shared_ptr<const PoolKeySet> live);
   // A connection the session made (active) and one it closes (no longer active).
   void opened(UpstreamConnection& connection, std::uint32_t destination);
   void closed(UpstreamConnection& connection);
@@ -68,13 +82,8 @@ class UpstreamPool {
   void set_max_idle_per_endpoint(std::size_t n) { max_idle_per_endpoint_ = n; }
 
  private:
-  struct KeyHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view key) const noexcept {
-      return std::hash<std::string_view>{}(key);
-    }
-  };
   std::size_t max_idle_per_endpoint_;
+  std::shared_ptr<const PoolKeySet> live_;  // null: every key is live
   metrics::WorkerShard& shard_;
   // LIFO per endpoint: the hottest connection is reused first, cold ones age out.
   void watch(const std::shared_ptr<UpstreamConnection>& connection);
@@ -83,7 +92,7 @@ class UpstreamPool {
   void discard_idle(UpstreamConnection& connection);
   static void discard(UpstreamConnection& connection);
   using Idle = std::vector<std::shared_ptr<UpstreamConnection>>;
-  std::unordered_map<std::string, Idle, KeyHash, std::equal_to<>> idle_;
+  std::unordered_map<std::string, Idle, PoolKeyHash, std::equal_to<>> idle_;
 };
 
 }  // namespace revgate::proxy

@@ -1,5 +1,7 @@
 #include "proxy/worker.h"
 
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 
 #include "accesslog/writer.h"
@@ -68,17 +70,8 @@ Worker::~Worker() {
   io_.poll();
 }
 
-void Worker::add_listener(Acceptor acceptor, ListenerSpec spec) {
-  listeners_.push_back(std::make_unique<Listener>(
-      Listener{std::move(acceptor), std::move(spec), boost::asio::steady_timer(io_), {}}));
-}
-
-void Worker::set_https_redirect(const config::Config& config, std::uint16_t https_port) {
-  for (auto& listener : listeners_) {
-    if (config.listeners[listener->spec.id].https_redirect) {
-      listener->spec.https_redirect_port = https_port;
-    }
-  }
+void Worker::add_listener(Acceptor acceptor, std::shared_ptr<const ListenerSpec> spec) {
+  listeners_.push_back(std::make_shared<Listener>(std::move(acceptor), std::move(spec), io_));
 }
 
 void Worker::start(std::function<void()> on_exit) {
@@ -93,7 +86,7 @@ void Worker::set_access_log(std::unique_ptr<accesslog::WorkerLog> log) {
 }
 
 void Worker::run() {
-  for (std::size_t i = 0; i < listeners_.size(); ++i) accept(i);
+  for (const auto& listener : listeners_) accept(listener);
   sweep();
   io_.run();
   if (access_log_) access_log_->flush();  // the lines of the last requests, on this thread
@@ -103,28 +96,63 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::accept(std::size_t index) {
-  auto& listener = *listeners_[index];
-  listener.acceptor.async_accept([this, index](boost::system::error_code ec, Socket socket) {
-    auto& listener = *listeners_[index];
-    if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) return;
+void Worker::accept(const std::shared_ptr<Listener>& listener) {
+  listener->acceptor.async_accept([this, listener](boost::system::error_code ec, Socket socket) {
+    if (ec == asio::error::operation_aborted || !listener->acceptor.is_open()) return;
     if (!ec) {
-      std::make_shared<Session>(*this, std::move(socket), listener.spec)->start();
-      return accept(index);
+      std::make_shared<Session>(*this, std::move(socket), listener->spec)->start();
+      return accept(listener);
     }
     // Out of descriptors (or memory): the backlog stays readable, so accepting again at once
     // would spin. Pause as nginx does, and say so at most once a second.
     const auto now = Clock::now();
-    if (now - listener.last_warning > std::chrono::seconds(1)) {
-      listener.last_warning = now;
-      log_warning("worker {}: accept on {}: {}; pausing accepts", id_, listener.spec.name,
+    if (now - listener->last_warning > std::chrono::seconds(1)) {
+      listener->last_warning = now;
+      log_warning("worker {}: accept on {}: {}; pausing accepts", id_, listener->spec->name,
                   ec.message());
     }
-    listener.retry.expires_after(std::chrono::milliseconds(250));
-    listener.retry.async_wait([this, index](boost::system::error_code wait_ec) {
-      if (!wait_ec) accept(index);
+    listener->retry.expires_after(std::chrono::milliseconds(250));
+    listener->retry.async_wait([this, listener](boost::system::error_code wait_ec) {
+      if (!wait_ec && listener->acceptor.is_open()) accept(listener);
     });
   });
+}
+
+void Worker::close_listener(Listener& listener) {
+  boost::system::error_code ec;
+  listener.retry.cancel();
+  listener.acceptor.non_blocking(true, ec);
+  while (!ec) {
+    Socket socket(io_);
+    listener.acceptor.accept(socket, ec);
+    if (!ec) std::make_shared<Session>(*this, std::move(socket), listener.spec)->start();
+  }
+  listener.acceptor.close(ec);  // the pending async_accept ends with operation_aborted
+}
+
+void Worker::apply(ListenerChange& change) {
+  const auto it = std::find_if(listeners_.begin(), listeners_.end(),
+                               [&](const auto& l) { return l->spec->id == change.id; });
+  switch (change.kind) {
+    case ListenerChange::Kind::add:
+      if (closing_) {
+        boost::system::error_code ignored;
+        change.acceptor->close(ignored);
+        return;
+      }
+      listeners_.push_back(
+          std::make_shared<Listener>(std::move(*change.acceptor), std::move(change.spec), io_));
+      return accept(listeners_.back());
+    case ListenerChange::Kind::update:
+      // New connections get the new spec; open ones keep the one they were accepted with.
+      if (it != listeners_.end()) (*it)->spec = std::move(change.spec);
+      return;
+    case ListenerChange::Kind::remove:
+      if (it == listeners_.end()) return;
+      close_listener(**it);
+      listeners_.erase(it);
+      return;
+  }
 }
 
 void Worker::sweep() {
@@ -140,7 +168,7 @@ void Worker::sweep() {
     pool_.sweep(now, view_->snapshot->config->timeouts.upstream_idle);
     trim_chunks();
     if (access_log_) access_log_->flush();  // a quiet worker's lines wait at most one sweep
-    if (draining_ && sessions_.empty()) {
+    if (closing_ && sessions_.empty()) {
       pool_.close_all();
       return io_.stop();  // drained: end the loop
     }
@@ -148,21 +176,28 @@ void Worker::sweep() {
   });
 }
 
-void Worker::install(std::shared_ptr<const Snapshot> snapshot) {
-  asio::post(io_, [this, snapshot = std::move(snapshot)] {
+void Worker::install(std::shared_ptr<const Snapshot> snapshot,
+                     std::vector<ListenerChange> listeners, std::function<void()> installed) {
+  asio::post(io_, [this, snapshot = std::move(snapshot), listeners = std::move(listeners),
+                   installed = std::move(installed)]() mutable {
+    for (auto& change : listeners) apply(change);
     view_ = std::make_shared<WorkerView>(snapshot);
     pool_.set_max_idle_per_endpoint(snapshot->config->upstream.max_idle_per_endpoint);
+    if (snapshot->pool_keys) pool_.retain(snapshot->pool_keys);
+    if (installed) installed();
   });
 }
 
-void Worker::drain() {
+void Worker::begin_drain() {
+  asio::post(io_, [this] { draining_ = true; });
+}
+
+void Worker::stop_accepting() {
   asio::post(io_, [this] {
     draining_ = true;
-    for (auto& listener : listeners_) {
-      boost::system::error_code ignored;
-      listener->acceptor.close(ignored);
-      listener->retry.cancel();
-    }
+    closing_ = true;
+    for (auto& listener : listeners_) close_listener(*listener);
+    listeners_.clear();
     pool_.close_all();
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       auto& session = *it++;

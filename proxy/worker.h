@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -28,7 +29,8 @@ class context;
 }
 namespace revgate::tls {
 class ClientContext;
-}
+class ServerContext;
+}  // namespace revgate::tls
 namespace revgate::accesslog {
 class WorkerLog;
 }
@@ -45,14 +47,19 @@ struct UpstreamEndpoint {
   std::string server_name;                  // SNI and the name verified (TLS only)
 };
 
-// What a config load produces, shared read-only by every worker.
+// What a config load (or a traffic change) produces, shared read-only by every worker.
 struct Snapshot {
+  // The config in force: the file's, with the runtime traffic changes applied (what the admin
+  // API shows as spec). Sessions read its timeouts and limits.
   std::shared_ptr<const config::Config> config;
+  // Compiled from the effective traffic: `config`'s, with any rollout in progress expanded.
   std::shared_ptr<const routing::RouteTable> table;
   std::vector<std::uint32_t> destination_ids;  // metrics destination id by revision index
   // By revision index, then by position in the revision's endpoints.
   std::vector<std::vector<UpstreamEndpoint>> upstreams;
   std::vector<std::shared_ptr<const tls::ClientContext>> client_contexts;  // keeps them alive
+  // Every pool_key of `upstreams`: a worker closes pooled connections to the others.
+  std::shared_ptr<const PoolKeySet> pool_keys;
   const UpstreamEndpoint& upstream(const routing::Revision& revision,
                                    const routing::Endpoint& endpoint) const {
     return upstreams[revision.index][&endpoint - revision.endpoints.data()];
@@ -91,13 +98,24 @@ class SessionBase : public SessionHook {
   virtual void abort() = 0;  // close now: the worker is going away
 };
 
+// How one worker serves one listener. Immutable; a reload that changes the listener gives the
+// worker a new one, and sessions keep the one they were accepted with (and its TLS context).
 struct ListenerSpec {
-  std::uint32_t id = 0;  // index in the process's listener list (metrics label)
+  std::uint32_t id = 0;  // the process's listener id, never reused (metrics label index)
   std::string name;
   bool https = false;
-  boost::asio::ssl::context* tls = nullptr;  // this worker's context on a TLS listener
+  boost::asio::ssl::context* tls = nullptr;       // this worker's context on a TLS listener
+  std::shared_ptr<tls::ServerContext> tls_owner;  // owns `tls`
   std::chrono::milliseconds handshake_timeout{10'000};
   std::uint16_t https_redirect_port = 0;  // httpsRedirect: answer 301 to https on this port
+};
+
+// A listener change a reload hands to one worker, applied with the new snapshot.
+struct ListenerChange {
+  enum class Kind { add, update, remove } kind = Kind::add;
+  std::uint32_t id = 0;
+  std::shared_ptr<const ListenerSpec> spec;  // add, update
+  std::optional<Acceptor> acceptor;          // add: bound and listening, on this worker's context
 };
 
 class Worker {
@@ -110,22 +128,26 @@ class Worker {
   unsigned id() const { return id_; }
   boost::asio::io_context& io() { return io_; }
 
-  // Before start(), from the main thread: adopt an already bound, listening socket.
-  void add_listener(Acceptor acceptor, ListenerSpec spec);
-  // Before start(): listeners with httpsRedirect answer 301 to `https_port`.
-  void set_https_redirect(const config::Config& config, std::uint16_t https_port);
+  // Before start(), from the control thread: adopt an already bound, listening socket.
+  void add_listener(Acceptor acceptor, std::shared_ptr<const ListenerSpec> spec);
   // Before start(): this worker's access log buffer (null: access logging is off).
   void set_access_log(std::unique_ptr<accesslog::WorkerLog> log);
   // Runs the event loop on a new thread; `on_exit` is called on it when the loop ends.
   void start(std::function<void()> on_exit);
-  // Runs the event loop on the calling thread until it is drained or stopped.
-  void run();
   void join();
 
-  // Any thread: publish a new config; requests already routed keep theirs.
-  void install(std::shared_ptr<const Snapshot> snapshot);
-  // Any thread: stop accepting, close idle connections, let requests in flight finish.
-  void drain();
+  // Any thread: publish a new snapshot and the listener changes that go with it, then call
+  // `installed` on the worker's thread. Requests already routed keep their snapshot; the next
+  // request of every connection uses the new one.
+  void install(std::shared_ptr<const Snapshot> snapshot, std::vector<ListenerChange> listeners,
+               std::function<void()> installed);
+  // Any thread, drain phase 1: every response from now on says `Connection: close`; listeners
+  // still accept and idle keep-alive connections stay open (a request on one is still served).
+  void begin_drain();
+  // Any thread, drain phase 2: stop accepting (the connections already queued are served),
+  // close idle connections and pooled upstream ones, let requests in flight finish; the loop
+  // ends when the last connection has closed.
+  void stop_accepting();
   // Any thread: stop the event loop now (end of the grace period). Also how a drained worker
   // ends its loop, whatever else (an admin connection) still waits on its context.
   void stop();
@@ -139,7 +161,8 @@ class Worker {
   metrics::WorkerShard& shard() { return shard_; }
   Rng& rng() { return rng_; }
   accesslog::WorkerLog* access_log() { return access_log_.get(); }
-  bool draining() const { return draining_; }
+  bool draining() const { return draining_; }  // responses say Connection: close
+  bool closing() const { return closing_; }    // drain phase 2: listeners and pool closed
   void link(SessionBase& session) { sessions_.push_back(session); }
   // Body relay buffers, recycled so that a request with a body does not allocate one.
   static constexpr std::size_t kChunkSize = 32 * 1024;
@@ -147,32 +170,40 @@ class Worker {
   void release_chunk(std::unique_ptr<char[]> chunk);
 
  private:
-  void accept(std::size_t listener);
+  struct Listener {
+    Listener(Acceptor a, std::shared_ptr<const ListenerSpec> s, boost::asio::io_context& io)
+        : acceptor(std::move(a)), spec(std::move(s)), retry(io) {}
+    Acceptor acceptor;
+    std::shared_ptr<const ListenerSpec> spec;
+    boost::asio::steady_timer retry;  // accepting pauses after EMFILE and the like
+    Clock::time_point last_warning{};
+  };
+  void run();
+  void accept(const std::shared_ptr<Listener>& listener);
+  // Serves the connections already in the listener's queue, then closes it: closing a socket
+  // with connections queued would reset them.
+  void close_listener(Listener& listener);
+  void apply(ListenerChange& change);
   void sweep();
   void trim_chunks();
 
   unsigned id_;
   boost::asio::io_context io_;
   std::thread thread_;
-  struct Listener {
-    Acceptor acceptor;
-    ListenerSpec spec;
-    boost::asio::steady_timer retry;  // accepting pauses after EMFILE and the like
-    Clock::time_point last_warning{};
-  };
-  std::vector<std::unique_ptr<Listener>> listeners_;
+  // Pending accepts hold their listener, so one removed by a reload lives until its handler ran.
+  std::vector<std::shared_ptr<Listener>> listeners_;
   boost::asio::steady_timer sweep_timer_;
   std::shared_ptr<WorkerView> view_;
   metrics::WorkerShard shard_;  // before the pool, which counts into it
   UpstreamPool pool_;
   BlockPool header_blocks_;
   Rng rng_;
-  bool draining_ = false;
+  bool draining_ = false;  // drain phase 1 or 2
+  bool closing_ = false;   // drain phase 2: no listener, no idle connection
   boost::intrusive::list<SessionBase, boost::intrusive::constant_time_size<false>> sessions_;
   std::unique_ptr<accesslog::WorkerLog> access_log_;  // flushed every sweep and at loop end
   std::vector<std::unique_ptr<char[]>> free_chunks_;
-  std::size_t unused_chunks_ = 0;
-  std::size_t parked_this_sweep_ = 0;  // idle sessions that gave their buffers back  // fewest chunks left in the pool since the last sweep
+  std::size_t unused_chunks_ = 0;  // fewest chunks left in the pool since the last sweep
 };
 
 }  // namespace revgate::proxy

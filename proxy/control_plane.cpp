@@ -57,7 +57,7 @@ std::string tls_file_stamps(const config::UpstreamTls* tls) {
 }  // namespace
 
 ControlPlane::ControlPlane(asio::io_context& io, std::string config_path)
-    : io_(io), config_path_(std::move(config_path)), rollout_timer_(io) {}
+    : io_(io), config_path_(std::move(config_path)), rollout_timer_(io), retired_timer_(io) {}
 
 ControlPlane::~ControlPlane() = default;
 
@@ -69,6 +69,11 @@ std::expected<std::shared_ptr<const Snapshot>, std::string> ControlPlane::start(
       build(std::make_shared<const config::Config>(std::move(config)), generation_, warnings);
   if (!built) return std::unexpected(built.error());
   for (const auto& warning : warnings) log_warning("{}", warning);
+  if (built->file->access_log) {
+    auto writer = accesslog::Writer::create(*built->file->access_log);
+    if (!writer) return std::unexpected("accessLog: " + writer.error());
+    access_log_ = std::move(*writer);
+  }
   file_config_ = std::move(built->file);
   snapshot_ = std::move(built->snapshot);
   return snapshot_;
@@ -95,6 +100,7 @@ void ControlPlane::watch_config_file() {
 void ControlPlane::stop() {
   stopped_ = true;
   rollout_timer_.cancel();
+  retired_timer_.cancel();
   if (watcher_) watcher_->close();
 }
 
@@ -113,12 +119,10 @@ void ControlPlane::keep_restart_settings(config::Config& next,
                     running.admin.host, running.admin.port, next.admin.host, next.admin.port));
     next.admin = running.admin;
   }
-  const auto& log = running.access_log;
-  if (next.access_log.has_value() != log.has_value() ||
-      (log && (next.access_log->path != log->path || next.access_log->format != log->format))) {
-    warnings.push_back("accessLog changes need a restart; the rest is applied");
-    next.access_log = log;
-  }
+}
+
+void ControlPlane::stop_access_log() {
+  if (access_log_) access_log_->stop();
 }
 
 std::expected<ControlPlane::Built, std::string> ControlPlane::build(
@@ -200,9 +204,30 @@ std::expected<std::shared_ptr<const Snapshot>, std::string> ControlPlane::make_s
   return result;
 }
 
+void ControlPlane::free_retired() {
+  // use_count() is exact here: only this thread copies or drops the control's references, and
+  // a count of 1 means no worker view and no request holds the snapshot any more.
+  std::erase_if(retired_, [](const auto& snapshot) { return snapshot.use_count() == 1; });
+  if (retired_.empty() || stopped_) return;
+  retired_timer_.expires_after(std::chrono::seconds(1));
+  retired_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) free_retired();
+  });
+}
+
 void ControlPlane::publish(std::shared_ptr<const Snapshot> snapshot,
                            std::vector<std::vector<ListenerChange>> listener_changes,
-                           std::function<void()> installed) {
+                           std::function<void()> installed,
+                           std::optional<std::unique_ptr<accesslog::Writer>> new_log) {
+  std::shared_ptr<accesslog::Writer> old_log;
+  if (new_log) {
+    old_log = std::move(access_log_);
+    access_log_ = std::move(*new_log);
+  }
+  if (snapshot_) {
+    retired_.push_back(std::move(snapshot_));
+    if (retired_.size() == 1) free_retired();
+  }
   snapshot_ = snapshot;
   if (workers_.empty()) {
     if (installed) installed();
@@ -212,21 +237,31 @@ void ControlPlane::publish(std::shared_ptr<const Snapshot> snapshot,
   auto pending = std::make_shared<std::size_t>(workers_.size());
   auto& io = io_;
   for (std::size_t w = 0; w < workers_.size(); ++w) {
-    std::vector<ListenerChange> changes;
-    if (w < listener_changes.size()) changes = std::move(listener_changes[w]);
-    workers_[w]->install(snapshot, std::move(changes), [&io, pending, installed] {
-      asio::post(io, [pending, installed] {
-        if (--*pending == 0 && installed) installed();
+    WorkerUpdate update;
+    update.snapshot = snapshot;
+    if (w < listener_changes.size()) update.listeners = std::move(listener_changes[w]);
+    if (new_log) {
+      update.replace_access_log = true;
+      if (access_log_) update.access_log = std::make_unique<accesslog::WorkerLog>(*access_log_);
+    }
+    workers_[w]->install(std::move(update), [&io, pending, installed, old_log] {
+      asio::post(io, [pending, installed, old_log] {
+        if (--*pending != 0) return;
+        // No worker writes to the old log any more: what they handed it is written now.
+        if (old_log) old_log->stop();
+        if (installed) installed();
       });
     });
   }
 }
 
 void ControlPlane::commit(Built built, std::vector<std::vector<ListenerChange>> listener_changes,
-                          std::function<void()> installed) {
+                          std::function<void()> installed,
+                          std::optional<std::unique_ptr<accesslog::Writer>> new_log) {
   file_config_ = std::move(built.file);
   loaded_at_ = std::chrono::system_clock::now();
-  publish(std::move(built.snapshot), std::move(listener_changes), std::move(installed));
+  publish(std::move(built.snapshot), std::move(listener_changes), std::move(installed),
+          std::move(new_log));
 }
 
 void ControlPlane::reload(std::string_view trigger, std::function<void(ReloadResult)> done) {
@@ -265,6 +300,18 @@ void ControlPlane::reload(std::string_view trigger, std::function<void(ReloadRes
           ? listeners_->plan(*file)
           : std::expected<std::unique_ptr<ListenerSet::Plan>, std::string>(nullptr);
   if (!listener_plan) return refuse({listener_plan.error()});
+  // A changed access log opens its new file now, so that a bad path fails the reload.
+  std::optional<std::unique_ptr<accesslog::Writer>> new_log;
+  const auto& log = file_config_->access_log;
+  if (file->access_log.has_value() != log.has_value() ||
+      (log && (file->access_log->path != log->path || file->access_log->format != log->format))) {
+    new_log.emplace();
+    if (file->access_log) {
+      auto writer = accesslog::Writer::create(*file->access_log);
+      if (!writer) return refuse({"accessLog: " + writer.error()});
+      *new_log = std::move(*writer);
+    }
+  }
   auto built = build(std::move(file), generation_ + 1, result.warnings);
   if (!built) return refuse({built.error()});
 
@@ -275,11 +322,15 @@ void ControlPlane::reload(std::string_view trigger, std::function<void(ReloadRes
   if (*listener_plan) changes = listeners_->commit(std::move(*listener_plan));
   result.applied = true;
   result.generation = generation_;
-  commit(std::move(*built), std::move(changes),
-         [result = std::move(result), done = std::move(done)]() mutable {
-           log_info("reload: config generation {} in force", result.generation);
-           done(std::move(result));
-         });
+  if (new_log)
+    log_info("reload ({}): access log now {}", trigger, *new_log ? (*new_log)->path() : "off");
+  commit(
+      std::move(*built), std::move(changes),
+      [result = std::move(result), done = std::move(done)]() mutable {
+        log_info("reload: config generation {} in force", result.generation);
+        done(std::move(result));
+      },
+      std::move(new_log));
 }
 
 void ControlPlane::patch_service(std::string_view target, std::string_view content_type,

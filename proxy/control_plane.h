@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "accesslog/writer.h"
 #include "api/api.h"
 #include "config/config.h"
 #include "metrics/metrics.h"
@@ -38,6 +40,11 @@ class ControlPlane {
   // (runtime traffic changes and rollouts of the previous run). Fails only when an https://
   // revision's client TLS files cannot be used.
   std::expected<std::shared_ptr<const Snapshot>, std::string> start(config::Config config);
+  // The access log's writer (null when off): the workers' buffers write to it. Replaced by a
+  // reload that changes accessLog.
+  accesslog::Writer* access_log() const { return access_log_.get(); }
+  // At exit, after the workers flushed: everything logged is written.
+  void stop_access_log();
   // Then: where snapshots go, and the listeners reloads change.
   void attach(std::vector<Worker*> workers, ListenerSet* listeners);
   // Watch the config file (inotify) and reload when it changes. Logs and goes on without the
@@ -85,10 +92,18 @@ class ControlPlane {
   // Puts `built` in force and publishes it with the listener changes; `installed` runs when
   // every worker has it.
   void commit(Built built, std::vector<std::vector<ListenerChange>> listener_changes,
-              std::function<void()> installed);
+              std::function<void()> installed,
+              std::optional<std::unique_ptr<accesslog::Writer>> new_log);
+  // `new_log` set: accessLog changed, the workers switch to this writer (null: off) and the
+  // old one is stopped once none of them uses it.
   void publish(std::shared_ptr<const Snapshot> snapshot,
                std::vector<std::vector<ListenerChange>> listener_changes,
-               std::function<void()> installed);
+               std::function<void()> installed,
+               std::optional<std::unique_ptr<accesslog::Writer>> new_log = std::nullopt);
+  // Frees the retired snapshots no worker or request uses any more, here rather than on the
+  // worker thread that happens to drop the last reference (10,000 services are tens of
+  // thousands of frees: a stall on a data path).
+  void free_retired();
   void save_state();
   void schedule_rollout_step();
   void step_rollouts();
@@ -100,11 +115,14 @@ class ControlPlane {
   std::vector<Worker*> workers_;
   ListenerSet* listeners_ = nullptr;
   std::unique_ptr<ConfigWatcher> watcher_;
+  std::unique_ptr<accesslog::Writer> access_log_;
   boost::asio::steady_timer rollout_timer_;
   bool stopped_ = false;
 
-  std::shared_ptr<const config::Config> file_config_;  // as loaded from the file
-  std::shared_ptr<const Snapshot> snapshot_;           // in force
+  std::shared_ptr<const config::Config> file_config_;     // as loaded from the file
+  std::shared_ptr<const Snapshot> snapshot_;              // in force
+  std::vector<std::shared_ptr<const Snapshot>> retired_;  // replaced; freed by free_retired()
+  boost::asio::steady_timer retired_timer_;
   std::uint64_t generation_ = 0;
   std::chrono::system_clock::time_point loaded_at_ = std::chrono::system_clock::now();
   std::uint64_t reloads_ok_ = 0;

@@ -31,8 +31,6 @@ struct Server::Impl {
   // The control thread's loop: admin listener, signals, reloads, timers. Declared first so that
   // it outlives everything that posts to it.
   asio::io_context io{1};
-  // The access log's background writer (null when off); outlives the workers' buffers.
-  std::unique_ptr<accesslog::Writer> access_log;
   std::unique_ptr<ControlPlane> control;
   std::unique_ptr<ListenerSet> listeners;
   std::vector<std::unique_ptr<Worker>> workers;
@@ -127,7 +125,8 @@ struct Server::Impl {
       process.reloads_ok = control->reloads_ok();
       process.reloads_failed = control->reloads_failed();
       process.process = metrics::read_process_stats();
-      if (access_log) process.access_log_dropped_lines = access_log->dropped_lines();
+      if (auto* log = control->access_log())
+        process.access_log_dropped_lines = log->dropped_lines();
       for (const auto& counts : listeners->certificate_reloads()) {
         process.certificate_reloads.push_back({counts.listener, counts.ok, counts.failed});
       }
@@ -166,17 +165,11 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
   if (!snapshot) return std::unexpected(snapshot.error());
   const auto& cfg = *(*snapshot)->config;
 
-  if (cfg.access_log) {
-    auto writer = accesslog::Writer::create(*cfg.access_log);
-    if (!writer) return std::unexpected("accessLog: " + writer.error());
-    impl->access_log = std::move(*writer);
-  }
   std::vector<Worker*> workers;
   for (unsigned i = 0; i < worker_count; ++i) {
     impl->workers.push_back(std::make_unique<Worker>(i, *snapshot));
-    if (impl->access_log) {
-      impl->workers.back()->set_access_log(
-          std::make_unique<accesslog::WorkerLog>(*impl->access_log));
+    if (auto* log = impl->control->access_log()) {
+      impl->workers.back()->set_access_log(std::make_unique<accesslog::WorkerLog>(*log));
     }
     workers.push_back(impl->workers.back().get());
   }
@@ -246,7 +239,7 @@ int Server::run() {
   impl.io.run();
   for (auto& worker : impl.workers) worker->join();
   // Every worker flushed its lines when its loop ended: write them all before exiting.
-  if (impl.access_log) impl.access_log->stop();
+  impl.control->stop_access_log();
   log_info("stopped");
   return 0;
 }

@@ -176,11 +176,16 @@ void Worker::sweep() {
   });
 }
 
-void Worker::install(std::shared_ptr<const Snapshot> snapshot,
-                     std::vector<ListenerChange> listeners, std::function<void()> installed) {
-  asio::post(io_, [this, snapshot = std::move(snapshot), listeners = std::move(listeners),
-                   installed = std::move(installed)]() mutable {
-    for (auto& change : listeners) apply(change);
+WorkerUpdate::WorkerUpdate() = default;
+WorkerUpdate::WorkerUpdate(WorkerUpdate&&) noexcept = default;
+WorkerUpdate& WorkerUpdate::operator=(WorkerUpdate&&) noexcept = default;
+WorkerUpdate::~WorkerUpdate() = default;
+
+void Worker::install(WorkerUpdate update, std::function<void()> installed) {
+  asio::post(io_, [this, update = std::move(update), installed = std::move(installed)]() mutable {
+    for (auto& change : update.listeners) apply(change);
+    if (update.replace_access_log) access_log_ = std::move(update.access_log);  // old flushes
+    const auto& snapshot = update.snapshot;
     view_ = std::make_shared<WorkerView>(snapshot);
     pool_.set_max_idle_per_endpoint(snapshot->config->upstream.max_idle_per_endpoint);
     if (snapshot->pool_keys) pool_.retain(snapshot->pool_keys);

@@ -118,6 +118,20 @@ struct ListenerChange {
   std::optional<Acceptor> acceptor;          // add: bound and listening, on this worker's context
 };
 
+// What a reload or a traffic change hands to one worker, applied at once on its thread.
+struct WorkerUpdate {
+  WorkerUpdate();
+  WorkerUpdate(WorkerUpdate&&) noexcept;
+  WorkerUpdate& operator=(WorkerUpdate&&) noexcept;
+  ~WorkerUpdate();
+  std::shared_ptr<const Snapshot> snapshot;
+  std::vector<ListenerChange> listeners;
+  // accessLog changed: the worker's log buffer is replaced by this one (null: logging is off
+  // now), after the old one has handed its lines to the old writer.
+  bool replace_access_log = false;
+  std::unique_ptr<accesslog::WorkerLog> access_log;
+};
+
 class Worker {
  public:
   Worker(unsigned id, std::shared_ptr<const Snapshot> snapshot);
@@ -136,11 +150,10 @@ class Worker {
   void start(std::function<void()> on_exit);
   void join();
 
-  // Any thread: publish a new snapshot and the listener changes that go with it, then call
-  // `installed` on the worker's thread. Requests already routed keep their snapshot; the next
+  // Any thread: publish a new snapshot (and the listener and log changes that go with it), then
+  // call `installed` on the worker's thread. Requests already routed keep their snapshot; the next
   // request of every connection uses the new one.
-  void install(std::shared_ptr<const Snapshot> snapshot, std::vector<ListenerChange> listeners,
-               std::function<void()> installed);
+  void install(WorkerUpdate update, std::function<void()> installed);
   // Any thread, drain phase 1: every response from now on says `Connection: close`; listeners
   // still accept and idle keep-alive connections stay open (a request on one is still served).
   void begin_drain();

@@ -66,6 +66,7 @@ json::object service_json(const config::Service& service) {
   if (service.hash_on) o["hashOn"] = hash_on_json(*service.hash_on);
   o["loadBalancer"] = config::to_string(service.load_balancer);
   o["debugHeaders"] = service.debug_headers;
+  o["rolloutDuration"] = duration_text(service.rollout_duration);  // "0s": no rollout
   json::array revisions;
   for (const auto& revision : service.revisions) {
     json::object r;
@@ -108,6 +109,7 @@ std::string endpoint_text(const config::Endpoint& endpoint) {
 
 std::string duration_text(std::chrono::milliseconds duration) {
   const auto ms = duration.count();
+  if (ms == 0) return "0s";  // drainDelay, rolloutDuration: none
   if (ms > 0 && ms % 3'600'000 == 0) return fmt::format("{}h", ms / 3'600'000);
   if (ms > 0 && ms % 60'000 == 0) return fmt::format("{}m", ms / 60'000);
   if (ms > 0 && ms % 1'000 == 0) return fmt::format("{}s", ms / 1'000);
@@ -145,6 +147,7 @@ json::object config_to_json(const config::Config& config) {
   timeouts["upstreamResponse"] = duration_text(t.upstream_response);
   timeouts["upstreamIdle"] = duration_text(t.upstream_idle);
   timeouts["shutdownGrace"] = duration_text(t.shutdown_grace);
+  timeouts["drainDelay"] = duration_text(t.drain_delay);
   o["timeouts"] = std::move(timeouts);
   json::object upstream;
   upstream["maxIdlePerEndpoint"] = config.upstream.max_idle_per_endpoint;
@@ -170,6 +173,9 @@ json::object config_to_json(const config::Config& config) {
   json::object tracing;
   tracing["sampleRate"] = config.tracing.sample_rate;
   o["tracing"] = std::move(tracing);
+  // Empty for a config without a file ("<demo>"); the loader refuses an empty stateFile, and
+  // leaving it out gives the same default when the config is loaded back.
+  if (!config.state_file.empty()) o["stateFile"] = config.state_file;
   return o;
 }
 

@@ -20,22 +20,26 @@
 #include <limits>
 #include <map>
 #include <memory>
-#include <set>
 #include <span>
 #include <sstream>
+#include <unordered_map>
 #include <utility>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/yaml.h>
 
+#include "config/traffic.h"
 #include "config/values.h"
+#include "config/yaml_document.h"
 
 namespace revgate::config {
 namespace {
 
 using namespace std::string_view_literals;
+using detail::quote;
+using detail::YamlDocument;
+using detail::YamlKind;
+using detail::YamlNode;
 
 // A YAML map that the loader knows: its name in messages and the keys it may hold.
 struct Section {
@@ -45,7 +49,7 @@ struct Section {
 
 constexpr std::array kTopKeys = {"domain"sv,         "workers"sv,   "listeners"sv, "admin"sv,
                                  "limits"sv,         "timeouts"sv,  "upstream"sv,  "services"sv,
-                                 "domainMappings"sv, "accessLog"sv, "tracing"sv};
+                                 "domainMappings"sv, "accessLog"sv, "tracing"sv,   "stateFile"sv};
 constexpr std::array kAccessLogKeys = {"path"sv, "format"sv};
 constexpr std::array kTracingKeys = {"sampleRate"sv};
 constexpr std::array kListenerKeys = {"name"sv, "address"sv, "tls"sv, "httpsRedirect"sv};
@@ -56,11 +60,12 @@ constexpr std::array kAdminKeys = {"address"sv};
 constexpr std::array kLimitsKeys = {"requestLineBytes"sv, "requestHeadersBytes"sv,
                                     "requestHeaderCount"sv, "requestBodyBytes"sv};
 constexpr std::array kTimeoutsKeys = {"requestHeaders"sv,   "idle"sv,         "upstreamConnect"sv,
-                                      "upstreamResponse"sv, "upstreamIdle"sv, "shutdownGrace"sv};
+                                      "upstreamResponse"sv, "upstreamIdle"sv, "shutdownGrace"sv,
+                                      "drainDelay"sv};
 constexpr std::array kUpstreamKeys = {"maxIdlePerEndpoint"sv};
-constexpr std::array kServiceKeys = {"name"sv,         "namespace"sv,   "splitPolicy"sv,
-                                     "revisions"sv,    "traffic"sv,     "hashOn"sv,
-                                     "loadBalancer"sv, "debugHeaders"sv};
+constexpr std::array kServiceKeys = {"name"sv,         "namespace"sv,    "splitPolicy"sv,
+                                     "revisions"sv,    "traffic"sv,      "hashOn"sv,
+                                     "loadBalancer"sv, "debugHeaders"sv, "rolloutDuration"sv};
 constexpr std::array kHashOnKeys = {"header"sv, "cookie"sv, "sourceIp"sv};
 constexpr std::array kHashCookieKeys = {"name"sv, "ttl"sv};
 constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv, "tls"sv};
@@ -88,47 +93,27 @@ constexpr Section kTracing{"tracing", kTracingKeys};
 
 constexpr std::int64_t kMaxWorkers = 1024;  // a typo such as 80000 should not spawn threads
 constexpr std::int64_t kNoMax = std::numeric_limits<std::int64_t>::max();
-constexpr std::size_t kMaxQuoted = 60;  // keeps one error on one readable line
 
-SourcePos pos_of(const YAML::Node& node) {
-  if (!node.IsDefined()) return {};
-  YAML::Mark mark = node.Mark();
-  if (mark.is_null()) return {};
-  return {mark.line + 1, mark.column + 1};
+// Quoted scalars and explicit !!str (or the non-specific "!") are strings even when they read
+// like a number or boolean; another explicit tag (!!int "5") does not make a string.
+bool is_string_typed(const YamlNode& node) {
+  if (node.is_plain()) return false;
+  std::string_view tag = node.tag();
+  return tag.empty() || tag == "!" || tag == "tag:yaml.org,2002:str";
 }
 
-// A user's text inside a message: quoted, control characters escaped, long text cut.
-std::string quote(std::string_view text) {
-  std::string out = "'";
-  for (char c : text.substr(0, kMaxQuoted)) {
-    if (c == '\n') {
-      out += "\\n";
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  if (text.size() > kMaxQuoted) out += "...";
-  return out + "'";
-}
-
-// Quoted scalars and explicit !!str are strings even when they read like a number or boolean.
-bool is_string_typed(const YAML::Node& node) {
-  return node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str";
-}
-
-std::string describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Sequence:
+std::string describe(const YamlNode& node) {
+  switch (node.kind()) {
+    case YamlKind::sequence:
       return "a list";
-    case YAML::NodeType::Map:
+    case YamlKind::map:
       return "a map";
-    case YAML::NodeType::Scalar:
-      return is_string_typed(node) ? "the string " + quote(node.Scalar()) : quote(node.Scalar());
-    default:
-      return "nothing";
+    case YamlKind::scalar:
+      return is_string_typed(node) ? "the string " + quote(node.scalar()) : quote(node.scalar());
+    case YamlKind::null:
+      break;
   }
+  return "nothing";
 }
 
 std::string lowercase(std::string text) {
@@ -191,14 +176,14 @@ std::expected<std::string, std::string> resolve_with_getaddrinfo(const std::stri
   return std::string(text);
 }
 
-// One key of a map, with positions ready for messages.
+// One key of a map, with positions ready for messages. Valid while the document lives.
 struct Field {
-  std::string name;
-  YAML::Node key;
-  YAML::Node value;
+  std::string_view name;
+  YamlNode key;
+  YamlNode value;
   SourcePos key_pos;
-  // The value's position, or the key's when the value is empty: yaml-cpp marks an empty value
-  // at the next token, which may be lines below.
+  // The value's position, or the key's when the value is empty (null): `key:` is what a user
+  // points at, not the place after it where the parser notices the value is missing.
   SourcePos value_pos;
 };
 
@@ -209,7 +194,7 @@ struct Fields {
   // The field named `name` unless absent or empty: `key:` and `key: ~` mean "the default".
   const Field* find(std::string_view name) const {
     const Field* field = find_key(name);
-    return field != nullptr && !field->value.IsNull() ? field : nullptr;
+    return field != nullptr && !field->value.is_null() ? field : nullptr;
   }
   // The same, empty values included: to point at `listeners:` when it is present but empty.
   const Field* find_key(std::string_view name) const {
@@ -243,68 +228,24 @@ class Loader {
 
  private:
   void load_document(std::string_view yaml) {
-    const std::string text(yaml);
-    YAML::Node root;
-    try {
-      if (!check_document_count(text)) return;
-      root = YAML::Load(text);
-    } catch (const YAML::Exception& e) {
-      SourcePos pos;
-      if (!e.mark.is_null()) pos = {e.mark.line + 1, e.mark.column + 1};
-      add(pos, "yaml-syntax", e.msg);
+    auto document = YamlDocument::parse(yaml);
+    if (!document) {
+      add(document.error().pos, "yaml-syntax", std::move(document.error().message));
       return;
     }
+    // Reported, and the first document still validated: one pass finds every mistake.
+    if (SourcePos second = document->second_document(); second.line > 0) {
+      add(second, "yaml-syntax", "a config file holds one YAML document; this is a second one");
+    }
     config_.source = file_;
-    if (root.IsNull()) {
+    YamlNode root = document->root();
+    if (root.is_null()) {
       Fields empty;
       empty.pos = {1, 1};
       read_config(empty);  // an empty file: every default, no listener
       return;
     }
     if (auto top = read_map(root, kTop)) read_config(*top);
-  }
-
-  // Walks the whole stream once (so a syntax error anywhere is found) and reports a second
-  // document. Not YAML::LoadAll: in yaml-cpp 0.7 it never returns on a stray ',' and allocates
-  // until the process dies (jbeder/yaml-cpp#1040); this loop is bounded and notices a parser
-  // that no longer moves. False when the stream cannot be read past some point.
-  bool check_document_count(const std::string& text) {
-    struct DocumentStarts : YAML::EventHandler {
-      std::vector<YAML::Mark> starts;
-      void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
-      void OnDocumentEnd() override {}
-      void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-      void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-      void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                    const std::string&) override {}
-      void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                           YAML::EmitterStyle::value) override {}
-      void OnSequenceEnd() override {}
-      void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                      YAML::EmitterStyle::value) override {}
-      void OnMapEnd() override {}
-    };
-    constexpr std::size_t kMaxDocuments = 16;  // only "more than one" matters
-    std::istringstream stream(text);
-    YAML::Parser parser(stream);
-    DocumentStarts documents;
-    std::vector<YAML::Mark>& starts = documents.starts;
-    while (starts.size() < kMaxDocuments && parser.HandleNextDocument(documents)) {
-      std::size_t n = starts.size();
-      if (n >= 2 && starts[n - 1].pos == starts[n - 2].pos) {
-        const YAML::Mark& stuck = starts[n - 1];
-        char c = stuck.pos >= 0 && std::size_t(stuck.pos) < text.size() ? text[stuck.pos] : ' ';
-        add({stuck.line + 1, stuck.column + 1}, "yaml-syntax",
-            std::ispunct(static_cast<unsigned char>(c)) ? fmt::format("unexpected '{}'", c)
-                                                        : std::string("unexpected token"));
-        return false;
-      }
-    }
-    if (starts.size() > 1) {
-      add({starts[1].line + 1, starts[1].column + 1}, "yaml-syntax",
-          "a config file holds one YAML document; this is a second one");
-    }
-    return true;
   }
 
   void read_config(const Fields& top) {
@@ -346,12 +287,14 @@ class Loader {
         }
       }
     }
+    read_state_file(top);
     // Services before mappings, whatever the key order in the file: mappings refer to services.
     if (const Field* field = top.find("services")) {
-      for (const YAML::Node& item : read_list(*field)) read_service(item);
+      for (YamlNode item : read_list(*field)) read_service(item);
     }
     if (const Field* field = top.find("domainMappings")) {
-      for (const YAML::Node& item : read_list(*field)) read_mapping(item);
+      index_services();
+      for (YamlNode item : read_list(*field)) read_mapping(item);
     }
   }
 
@@ -389,23 +332,49 @@ class Loader {
       return std::nullopt;
     }
     if (*text == "stdout" || *text == "stderr") return *text;
-    std::filesystem::path path(*text);
+    return resolve_new_file(field, *text, "accessLog path", "access-log-path");
+  }
+
+  // `stateFile`, a file that revgate writes: resolved and checked like the access log's.
+  // Left out, it sits beside the config file ("revgate.yaml" -> "revgate.state.json"); a config
+  // without a file ("<demo>") has none.
+  void read_state_file(const Fields& top) {
+    if (const Field* field = top.find("stateFile")) {
+      auto text = read_string(*field);
+      if (!text) return;
+      if (text->empty()) {
+        add(field->value_pos, "state-file",
+            "stateFile must not be empty; leave it out for a file beside the config file");
+        return;
+      }
+      config_.state_file = resolve_new_file(*field, *text, "stateFile", "state-file").value_or("");
+      return;
+    }
+    if (file_.empty() || file_.starts_with('<')) return;
+    config_.state_file =
+        std::filesystem::path(file_).replace_extension(".state.json").lexically_normal().string();
+  }
+
+  // A file to be created or rewritten later: relative to the config file's directory, not a
+  // directory, in a directory that exists. The path, or nullopt after reporting `rule`.
+  std::optional<std::string> resolve_new_file(const Field& field, const std::string& text,
+                                              std::string_view what, std::string_view rule) {
+    std::filesystem::path path(text);
     if (path.is_relative() && !base_dir_.empty()) path = base_dir_ / path;
     std::string resolved = path.lexically_normal().string();
     std::string shown =
-        resolved == *text ? quote(*text) : fmt::format("{} ({})", quote(*text), resolved);
+        resolved == text ? quote(text) : fmt::format("{} ({})", quote(text), resolved);
     std::error_code ec;
     if (std::filesystem::is_directory(resolved, ec)) {
-      add(field.value_pos, "access-log-path",
-          fmt::format("accessLog path {} is a directory; name a file in it", shown));
+      add(field.value_pos, rule,
+          fmt::format("{} {} is a directory; name a file in it", what, shown));
       return std::nullopt;
     }
     std::filesystem::path dir = std::filesystem::path(resolved).parent_path();
     if (dir.empty()) dir = ".";
     if (!std::filesystem::is_directory(dir, ec)) {
-      add(field.value_pos, "access-log-path",
-          fmt::format("accessLog path {}: directory {} does not exist", shown,
-                      quote(dir.string())));
+      add(field.value_pos, rule,
+          fmt::format("{} {}: directory {} does not exist", what, shown, quote(dir.string())));
       return std::nullopt;
     }
     return resolved;
@@ -422,13 +391,13 @@ class Loader {
       add(top.pos, "listeners-required", kHint);
       return;
     }
-    if (field->value.IsNull() || (field->value.IsSequence() && field->value.size() == 0)) {
+    if (field->value.is_null() || (field->value.is_sequence() && field->value.size() == 0)) {
       add(field->key_pos, "listeners-required", kHint);
       return;
     }
     std::map<std::string, SourcePos> seen;
     std::vector<SourcePos> redirect_pos;  // parallel to config_.listeners
-    for (const YAML::Node& item : read_list(*field)) {
+    for (YamlNode item : read_list(*field)) {
       auto fields = read_map(item, kListener);
       if (!fields) continue;
       Listener listener;
@@ -489,13 +458,13 @@ class Loader {
     auto fields = read_map(field.value, kListenerTls);
     if (!fields) return tls;
     const Field* list = fields->find_key("certificates");
-    if (list == nullptr || list->value.IsNull() ||
-        (list->value.IsSequence() && list->value.size() == 0)) {
+    if (list == nullptr || list->value.is_null() ||
+        (list->value.is_sequence() && list->value.size() == 0)) {
       add(list != nullptr ? list->key_pos : fields->pos, "certificates-required",
           "a listener's tls needs at least one certificate, e.g. certificates: "
           "[{certFile: site.crt, keyFile: site.key}]");
     } else {
-      for (const YAML::Node& item : read_list(*list)) {
+      for (YamlNode item : read_list(*list)) {
         auto cert_fields = read_map(item, kCertificate);
         if (!cert_fields) continue;
         CertificateFiles files;
@@ -601,24 +570,30 @@ class Loader {
 
   void read_timeouts(const Fields& fields) {
     Timeouts& timeouts = config_.timeouts;
-    const std::pair<std::string_view, std::chrono::milliseconds*> targets[] = {
-        {"requestHeaders", &timeouts.request_headers},
-        {"idle", &timeouts.idle},
-        {"upstreamConnect", &timeouts.upstream_connect},
-        {"upstreamResponse", &timeouts.upstream_response},
-        {"upstreamIdle", &timeouts.upstream_idle},
-        {"shutdownGrace", &timeouts.shutdown_grace},
+    struct Timeout {
+      std::string_view key;
+      std::chrono::milliseconds* target;
+      bool allow_zero;  // a delay may be none; a timeout of 0 would fire at once
     };
-    for (const auto& [key, target] : targets) {
+    const Timeout targets[] = {
+        {"requestHeaders", &timeouts.request_headers, false},
+        {"idle", &timeouts.idle, false},
+        {"upstreamConnect", &timeouts.upstream_connect, false},
+        {"upstreamResponse", &timeouts.upstream_response, false},
+        {"upstreamIdle", &timeouts.upstream_idle, false},
+        {"shutdownGrace", &timeouts.shutdown_grace, false},
+        {"drainDelay", &timeouts.drain_delay, true},
+    };
+    for (const auto& [key, target, allow_zero] : targets) {
       if (const Field* field = fields.find(key)) {
-        if (auto value = read_duration(*field)) *target = *value;
+        if (auto value = read_duration(*field, allow_zero)) *target = *value;
       }
     }
   }
 
   // ---- services ----
 
-  void read_service(const YAML::Node& item) {
+  void read_service(YamlNode item) {
     auto fields = read_map(item, kService);
     if (!fields) return;
     Service service;
@@ -641,8 +616,8 @@ class Loader {
       }
     }
     if (name_ok && namespace_ok) {
-      auto key = std::pair(service.namespace_name, service.name);
-      if (auto [it, fresh] = services_seen_.emplace(key, name_pos); !fresh) {
+      std::string key = service.namespace_name + '/' + service.name;
+      if (auto [it, fresh] = services_seen_.emplace(std::move(key), name_pos); !fresh) {
         add(name_pos, "service-unique",
             fmt::format("service {} is already defined in namespace {} at line {}",
                         quote(service.name), quote(service.namespace_name), it->second.line));
@@ -651,6 +626,18 @@ class Loader {
     read_routing_policy(*fields, service);
     if (const Field* field = fields->find("debugHeaders")) {
       if (auto value = read_bool(*field)) service.debug_headers = *value;
+    }
+    if (const Field* field = fields->find("rolloutDuration")) {
+      if (auto value = read_duration(*field, /*allow_zero=*/true)) {
+        if (value->count() != 0 && *value < std::chrono::seconds(1)) {
+          add(field->value_pos, "rollout-duration",
+              fmt::format("rolloutDuration {} is too short: a rollout takes at least 1s (0 turns "
+                          "rollouts off)",
+                          quote(field->value.scalar())));
+        } else {
+          service.rollout_duration = *value;
+        }
+      }
     }
     read_revisions(*fields, service);
     read_traffic(*fields, service);
@@ -726,7 +713,7 @@ class Loader {
     bool ok = true;
     std::vector<const Field*> chosen;  // in source order
     for (const Field& entry : fields->entries) {
-      if (entry.value.IsNull()) continue;  // `key:` means "not this one"
+      if (entry.value.is_null()) continue;  // `key:` means "not this one"
       if (entry.name == "header") {
         chosen.push_back(&entry);
         hash_on.kind = HashOn::Kind::header;
@@ -805,7 +792,7 @@ class Loader {
           add(ttl->value_pos, "cookie-ttl",
               fmt::format("cookie ttl {} is not a whole number of seconds (Max-Age counts "
                           "seconds; leave ttl out for a session cookie)",
-                          quote(ttl->value.Scalar())));
+                          quote(ttl->value.scalar())));
           ok = false;
         } else {
           hash_on.cookie_ttl = std::chrono::duration_cast<std::chrono::seconds>(*value);
@@ -833,14 +820,14 @@ class Loader {
 
   void read_revisions(const Fields& fields, Service& service) {
     const Field* field = fields.find_key("revisions");
-    bool empty = field == nullptr || field->value.IsNull() ||
-                 (field->value.IsSequence() && field->value.size() == 0);
+    bool empty = field == nullptr || field->value.is_null() ||
+                 (field->value.is_sequence() && field->value.size() == 0);
     if (empty) {
       add(field != nullptr ? field->key_pos : fields.pos, "revisions-required",
           fmt::format("service {} needs at least one revision", quote(service.name)));
       return;
     }
-    for (const YAML::Node& item : read_list(*field)) {
+    for (YamlNode item : read_list(*field)) {
       auto revision_fields = read_map(item, kRevision);
       if (!revision_fields) continue;
       service.revisions.push_back(read_revision(*revision_fields, service.name));
@@ -865,15 +852,15 @@ class Loader {
       }
     }
     const Field* field = fields.find_key("endpoints");
-    bool empty = field == nullptr || field->value.IsNull() ||
-                 (field->value.IsSequence() && field->value.size() == 0);
+    bool empty = field == nullptr || field->value.is_null() ||
+                 (field->value.is_sequence() && field->value.size() == 0);
     if (empty) {
       add(field != nullptr ? field->key_pos : fields.pos, "endpoints-required",
           fmt::format("revision {} needs at least one endpoint (host:port)", quote(revision.name)));
       return revision;
     }
-    bool endpoints_known = field->value.IsSequence();
-    for (const YAML::Node& item : read_list(*field)) {
+    bool endpoints_known = field->value.is_sequence();
+    for (YamlNode item : read_list(*field)) {
       if (auto endpoint = read_endpoint(item)) {
         revision.endpoints.push_back(std::move(*endpoint));
       } else {
@@ -927,14 +914,14 @@ class Loader {
     return tls;
   }
 
-  std::optional<Endpoint> read_endpoint(const YAML::Node& node) {
-    SourcePos pos = pos_of(node);
-    if (!node.IsScalar()) {
+  std::optional<Endpoint> read_endpoint(YamlNode node) {
+    SourcePos pos = node.pos();
+    if (!node.is_scalar()) {
       add(pos, "type",
           fmt::format("an endpoint must be a string host:port, got {}", describe(node)));
       return std::nullopt;
     }
-    const std::string& text = node.Scalar();
+    std::string_view text = node.scalar();
     std::string_view rest = text;
     bool tls = false;
     if (std::size_t sep = rest.find("://"); sep != std::string_view::npos) {
@@ -1007,104 +994,125 @@ class Loader {
     return it->second;
   }
 
+  // Where a target's fields stand, so that check_traffic's problems (which name a field) are
+  // reported at the field.
+  struct TargetPlaces {
+    SourcePos target;
+    SourcePos revision_name;    // its value
+    SourcePos latest_revision;  // its key
+    SourcePos percent;          // its value
+    SourcePos tag;              // its value
+    bool kind_known = true;     // revisionName and latestRevision could be read
+  };
+
+  // Types are read here; Knative's rules are check_traffic's (one wording for YAML and JSON).
   void read_traffic(const Fields& fields, Service& service) {
     const Field* field = fields.find("traffic");
-    if (field == nullptr || (field->value.IsSequence() && field->value.size() == 0)) {
-      // Knative's default route: everything to the latest revision.
-      TrafficTarget latest;
-      latest.latest_revision = true;
-      latest.percent = 100;
-      service.traffic.push_back(latest);
+    if (field == nullptr || (field->value.is_sequence() && field->value.size() == 0)) {
+      service.traffic = expand_default_traffic({});
       return;
     }
-    std::set<std::string> revision_names;
-    for (const Revision& revision : service.revisions) revision_names.insert(revision.name);
-    std::map<std::string, SourcePos> tags;
-    bool percents_known = field->value.IsSequence();
-    int sum = 0;
-    for (const YAML::Node& item : read_list(*field)) {
+    std::vector<TargetPlaces> places;
+    bool percents_known = field->value.is_sequence();
+    for (YamlNode item : read_list(*field)) {
       auto target_fields = read_map(item, kTarget);
       if (!target_fields) {
         percents_known = false;
         continue;
       }
-      auto target = read_target(*target_fields, service, revision_names, tags);
-      if (!target) {
-        percents_known = false;
+      service.traffic.push_back(read_target(*target_fields, places.emplace_back(), percents_known));
+    }
+    for (const TrafficProblem& problem : check_traffic(service, service.traffic)) {
+      if (problem.field == TrafficField::list) {
+        // Only a sum of readable percents is worth reporting; a bad one has its own error.
+        if (percents_known) add(field->key_pos, problem.rule, problem.message);
         continue;
       }
-      sum += target->percent;
-      service.traffic.push_back(std::move(*target));
-    }
-    // Only a sum of readable percents is worth reporting; a bad percent has its own error.
-    if (percents_known && sum != 100) {
-      add(field->key_pos, "percent-sum",
-          fmt::format("the traffic percents of service {} sum to {}; they must sum to 100",
-                      quote(service.name), sum));
+      const TargetPlaces& at = places[problem.index];
+      // A revisionName or latestRevision that could not be read has its own error; the kind of
+      // the target is unknown, not wrong.
+      if (problem.rule == "target-kind" && !at.kind_known) continue;
+      SourcePos pos = at.target;
+      switch (problem.field) {
+        case TrafficField::revision_name:
+          pos = at.revision_name;
+          break;
+        case TrafficField::latest_revision:
+          pos = at.latest_revision;
+          break;
+        case TrafficField::percent:
+          pos = at.percent;
+          break;
+        case TrafficField::tag:
+          pos = at.tag;
+          break;
+        case TrafficField::list:
+        case TrafficField::target:
+          break;
+      }
+      add(pos.line > 0 ? pos : at.target, problem.rule, problem.message);
     }
   }
 
-  // nullopt when the percent could not be read (so the sum is unknown).
-  std::optional<TrafficTarget> read_target(const Fields& fields, const Service& service,
-                                           const std::set<std::string>& revision_names,
-                                           std::map<std::string, SourcePos>& tags) {
+  // The target as written; a field that cannot be read keeps its default after its error.
+  TrafficTarget read_target(const Fields& fields, TargetPlaces& at, bool& percents_known) {
     TrafficTarget target;
     target.pos = fields.pos;
-    bool kind_known = true;
-    const Field* revision_field = fields.find("revisionName");
-    if (revision_field != nullptr) {
-      if (auto value = read_string(*revision_field)) {
-        target.revision_name = *value;
+    at.target = fields.pos;
+    if (const Field* field = fields.find("revisionName")) {
+      at.revision_name = field->value_pos;
+      if (auto value = read_string(*field)) {
+        target.revision_name = std::move(*value);
       } else {
-        kind_known = false;
+        at.kind_known = false;
       }
     }
-    const Field* latest_field = fields.find("latestRevision");
-    if (latest_field != nullptr) {
-      if (auto value = read_bool(*latest_field)) {
+    if (const Field* field = fields.find("latestRevision")) {
+      at.latest_revision = field->key_pos;
+      if (auto value = read_bool(*field)) {
         target.latest_revision = *value;
       } else {
-        kind_known = false;
-      }
-    }
-    if (kind_known && !target.revision_name.empty() && target.latest_revision) {
-      add(latest_field->key_pos, "target-kind",
-          "a traffic target has revisionName or latestRevision: true, not both");
-    } else if (kind_known && target.revision_name.empty() && !target.latest_revision) {
-      add(fields.pos, "target-kind", "a traffic target needs revisionName or latestRevision: true");
-    }
-    if (!target.revision_name.empty() && !revision_names.contains(target.revision_name)) {
-      std::vector<std::string> names;
-      for (const Revision& revision : service.revisions) names.push_back(revision.name);
-      add(revision_field->value_pos, "revision-exists",
-          fmt::format("revisionName {} is not a revision of service {} (its revisions: {})",
-                      quote(target.revision_name), quote(service.name),
-                      names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
-    }
-    if (const Field* field = fields.find("tag")) {
-      if (auto value = read_string(*field); value && !value->empty()) {
-        target.tag = *value;
-        if (auto problem = detail::dns1035_label_problem(*value)) {
-          add(field->value_pos, "tag-name",
-              fmt::format("tag {} is not a DNS-1035 label: it {}", quote(*value), *problem));
-        } else if (auto [it, fresh] = tags.emplace(*value, field->value_pos); !fresh) {
-          add(field->value_pos, "tag-unique",
-              fmt::format("tag {} is already used at line {} in service {}", quote(*value),
-                          it->second.line, quote(service.name)));
-        }
+        at.kind_known = false;
       }
     }
     if (const Field* field = fields.find("percent")) {
-      auto percent = read_int(*field, 0, 100, "percent-range");
-      if (!percent) return std::nullopt;
-      target.percent = int(*percent);
+      at.percent = field->value_pos;
+      if (auto percent = read_percent(*field)) {
+        target.percent = *percent;
+      } else {
+        percents_known = false;
+      }
+    }
+    if (const Field* field = fields.find("tag")) {
+      at.tag = field->value_pos;
+      if (auto value = read_string(*field)) target.tag = std::move(*value);
     }
     return target;
   }
 
+  // A percent is an integer, read here; whether it lies in 0..100 is check_traffic's
+  // percent-range. A number that is not an int (99.5, 1e3) breaks percent-range here, in the
+  // same words.
+  std::optional<int> read_percent(const Field& field) {
+    if (!field.value.is_scalar() || is_string_typed(field.value)) {
+      add(field.value_pos, "type", percent_problem_message(describe(field.value)));
+      return std::nullopt;
+    }
+    std::string_view text = field.value.scalar();
+    auto value = detail::parse_int(text);
+    if (value && *value >= std::numeric_limits<int>::min() &&
+        *value <= std::numeric_limits<int>::max()) {
+      return int(*value);
+    }
+    bool numeric = value.has_value() || value.error() == detail::IntError::out_of_range ||
+                   detail::looks_like_number(text);
+    add(field.value_pos, numeric ? "percent-range" : "type", percent_problem_message(quote(text)));
+    return std::nullopt;
+  }
+
   // ---- domain mappings ----
 
-  void read_mapping(const YAML::Node& item) {
+  void read_mapping(YamlNode item) {
     auto fields = read_map(item, kMapping);
     if (!fields) return;
     DomainMapping mapping;
@@ -1153,17 +1161,29 @@ class Loader {
     return std::nullopt;
   }
 
+  // services_by_name_, once every service is read (mappings refer to them).
+  void index_services() {
+    services_by_name_.reserve(config_.services.size());
+    for (std::size_t i = 0; i < config_.services.size(); ++i) {
+      services_by_name_.emplace_back(config_.services[i].name, i);
+    }
+    std::sort(services_by_name_.begin(), services_by_name_.end());
+  }
+
+  // A binary search by name, then the few services of that name (one per namespace, unless the
+  // file has errors): a mapping costs O(log n), not a scan of every service.
   void check_mapped_service(const DomainMapping& mapping, SourcePos pos) {
-    std::vector<std::string> elsewhere;
-    for (const Service& service : config_.services) {
-      if (service.name != mapping.service) continue;
-      if (service.namespace_name == mapping.namespace_name) return;
-      elsewhere.push_back(service.namespace_name);
+    using Entry = std::pair<std::string_view, std::size_t>;
+    auto [first, last] = std::ranges::equal_range(
+        services_by_name_, std::string_view(mapping.service), {}, &Entry::first);
+    for (auto it = first; it != last; ++it) {
+      if (config_.services[it->second].namespace_name == mapping.namespace_name) return;
     }
     std::string hint;
-    if (!elsewhere.empty()) {
-      hint = fmt::format(" (it exists in namespace {}; add namespace: {})", quote(elsewhere[0]),
-                         elsewhere[0]);
+    if (first != last) {
+      const std::string& elsewhere = config_.services[first->second].namespace_name;
+      hint = fmt::format(" (it exists in namespace {}; add namespace: {})", quote(elsewhere),
+                         elsewhere);
     }
     add(pos, "mapping-service",
         fmt::format("domain mapping to service {} in namespace {}: no such service{}",
@@ -1182,27 +1202,29 @@ class Loader {
   }
 
   // The map's keys checked against `section`; nullopt (and an error) when it is not a map.
-  std::optional<Fields> read_map(const YAML::Node& node, const Section& section) {
+  std::optional<Fields> read_map(YamlNode node, const Section& section) {
     Fields fields;
-    fields.pos = pos_of(node);
-    if (!node.IsMap()) {
+    fields.pos = node.pos();
+    if (!node.is_map()) {
       add(fields.pos, "type",
           fmt::format("{} must be a map, got {}", section.noun, describe(node)));
       return std::nullopt;
     }
-    for (auto it = node.begin(); it != node.end(); ++it) {
+    // One allocation per map: at most one entry per allowed key is kept.
+    fields.entries.reserve(std::min(node.size(), section.keys.size()));
+    for (std::size_t i = 0; i < node.size(); ++i) {
       Field field;
-      field.key = it->first;
-      field.value = it->second;
-      field.key_pos = pos_of(field.key);
-      field.value_pos = field.value.IsNull() ? field.key_pos : pos_of(field.value);
+      field.key = node.key(i);
+      field.value = node.value(i);
+      field.key_pos = field.key.pos();
+      field.value_pos = field.value.is_null() ? field.key_pos : field.value.pos();
       if (field.value_pos.line == 0) field.value_pos = field.key_pos;
-      if (!field.key.IsScalar()) {
+      if (!field.key.is_scalar()) {
         add(field.key_pos, "type",
             fmt::format("a key in {} must be a string, got {}", section.noun, describe(field.key)));
         continue;
       }
-      field.name = field.key.Scalar();
+      field.name = field.key.scalar();
       if (std::find(section.keys.begin(), section.keys.end(), field.name) == section.keys.end()) {
         add(field.key_pos, "unknown-key",
             fmt::format("unknown key {} in {}{}; allowed keys: {}", quote(field.name), section.noun,
@@ -1237,24 +1259,23 @@ class Loader {
     return nullptr;
   }
 
-  std::vector<YAML::Node> read_list(const Field& field) {
-    std::vector<YAML::Node> items;
-    if (!field.value.IsSequence()) {
+  // The list to iterate: the value itself, or no items after reporting that it is not a list.
+  YamlNode read_list(const Field& field) {
+    if (!field.value.is_sequence()) {
       add(field.value_pos, "type",
           fmt::format("{} must be a list, got {}", field.name, describe(field.value)));
-      return items;
+      return {};
     }
-    for (const YAML::Node& item : field.value) items.push_back(item);
-    return items;
+    return field.value;
   }
 
   std::optional<std::string> read_string(const Field& field) {
-    if (!field.value.IsScalar()) {
+    if (!field.value.is_scalar()) {
       add(field.value_pos, "type",
           fmt::format("{} must be a string, got {}", field.name, describe(field.value)));
       return std::nullopt;
     }
-    return field.value.Scalar();
+    return std::string(field.value.scalar());
   }
 
   // Integers are plain scalars: a quoted "5" is a string, as in Kubernetes. A number that is not
@@ -1262,12 +1283,12 @@ class Loader {
   std::optional<std::int64_t> read_int(const Field& field, std::int64_t min, std::int64_t max,
                                        std::string_view range_rule = "range") {
     std::string expected = range_text(min, max);
-    if (!field.value.IsScalar() || is_string_typed(field.value)) {
+    if (!field.value.is_scalar() || is_string_typed(field.value)) {
       add(field.value_pos, "type",
           fmt::format("{} must be {}, got {}", field.name, expected, describe(field.value)));
       return std::nullopt;
     }
-    const std::string& text = field.value.Scalar();
+    std::string_view text = field.value.scalar();
     auto value = detail::parse_int(text);
     if (value && *value >= min && *value <= max) return *value;
     bool numeric = value.has_value() || value.error() == detail::IntError::out_of_range ||
@@ -1282,12 +1303,12 @@ class Loader {
   std::optional<double> read_number(const Field& field, double min, double max,
                                     std::string_view range_rule) {
     std::string expected = fmt::format("a number from {} to {}", min, max);
-    if (!field.value.IsScalar() || is_string_typed(field.value)) {
+    if (!field.value.is_scalar() || is_string_typed(field.value)) {
       add(field.value_pos, "type",
           fmt::format("{} must be {}, got {}", field.name, expected, describe(field.value)));
       return std::nullopt;
     }
-    const std::string& text = field.value.Scalar();
+    std::string_view text = field.value.scalar();
     std::string_view digits = text;
     if (digits.starts_with('+')) digits.remove_prefix(1);
     double value = 0;
@@ -1304,8 +1325,8 @@ class Loader {
 
   // YAML 1.2 booleans only: "yes", "on" and friends are the Norway problem.
   std::optional<bool> read_bool(const Field& field) {
-    if (field.value.IsScalar() && !is_string_typed(field.value)) {
-      const std::string& text = field.value.Scalar();
+    if (field.value.is_scalar() && !is_string_typed(field.value)) {
+      std::string_view text = field.value.scalar();
       if (text == "true" || text == "True" || text == "TRUE") return true;
       if (text == "false" || text == "False" || text == "FALSE") return false;
     }
@@ -1314,17 +1335,19 @@ class Loader {
     return std::nullopt;
   }
 
-  std::optional<std::chrono::milliseconds> read_duration(const Field& field) {
-    if (!field.value.IsScalar()) {
+  // `allow_zero`: 0 (written "0", "0s", "0ms", ...) is a value, "off", rather than an error.
+  std::optional<std::chrono::milliseconds> read_duration(const Field& field,
+                                                         bool allow_zero = false) {
+    if (!field.value.is_scalar()) {
       add(field.value_pos, "type",
           fmt::format("{} must be a duration such as 500ms, 30s, 5m or 1h, got {}", field.name,
                       describe(field.value)));
       return std::nullopt;
     }
-    auto value = detail::parse_duration(field.value.Scalar());
+    auto value = detail::parse_duration(field.value.scalar(), allow_zero);
     if (!value) {
       add(field.value_pos, "duration",
-          fmt::format("{} {} {}", field.name, quote(field.value.Scalar()), value.error()));
+          fmt::format("{} {} {}", field.name, quote(field.value.scalar()), value.error()));
       return std::nullopt;
     }
     return *value;
@@ -1345,9 +1368,13 @@ class Loader {
   Config config_;
   std::vector<ConfigError> errors_;
   std::map<std::string, std::expected<std::string, std::string>> resolved_;
-  std::map<std::pair<std::string, std::string>, SourcePos> services_seen_;   // (namespace, name)
-  std::map<std::string, std::pair<SourcePos, std::string>> revisions_seen_;  // -> (pos, service)
-  std::map<std::string, SourcePos> domains_seen_;
+  std::unordered_map<std::string, SourcePos> services_seen_;  // "namespace/name" (valid labels)
+  // Every service (whatever its errors, so that a mapping to it is not a second error) by name,
+  // then file order; views into config_.services, complete before the first mapping is read.
+  std::vector<std::pair<std::string_view, std::size_t>> services_by_name_;
+  // revision name -> where it is first defined, and in which service
+  std::unordered_map<std::string, std::pair<SourcePos, std::string>> revisions_seen_;
+  std::unordered_map<std::string, SourcePos> domains_seen_;
 };
 
 LoadResult file_error(const std::string& path, std::string message) {

@@ -19,6 +19,7 @@ namespace revgate::config {
 struct SourcePos {
   int line = 0;
   int column = 0;
+  friend bool operator==(const SourcePos&, const SourcePos&) = default;
 };
 
 // "host:port" as written, and the numeric address it resolved to when the config was loaded.

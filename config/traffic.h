@@ -39,6 +39,12 @@ struct TrafficProblem {
 std::vector<TrafficProblem> check_traffic(const Service& service,
                                           std::span<const TrafficTarget> traffic);
 
+// "percent must be an integer from 0 to 100, got <shown>", `shown` as the reader shows the value
+// ("'120'", "the string '50'", "a list"): check_traffic's percent-range wording, for readers that
+// meet a percent they cannot hand to it (not an integer: `type`; a number such as 99.5 or one
+// past int's range: percent-range), so that one rule keeps one wording.
+std::string percent_problem_message(std::string_view shown);
+
 // [] -> [{latestRevision: true, percent: 100}]; any other list unchanged.
 std::vector<TrafficTarget> expand_default_traffic(std::vector<TrafficTarget> traffic);
 

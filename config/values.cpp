@@ -116,9 +116,9 @@ std::expected<HostPort, std::string> split_host_port(std::string_view s) {
 std::optional<std::string> numeric_ipv4(const std::string& s) {
   in_addr addr{};
   if (inet_pton(AF_INET, s.c_str(), &addr) != 1) return std::nullopt;
-  char text[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &addr, text, sizeof text);
-  return std::string(text);
+  // inet_pton takes only the canonical form (four decimal parts, no leading zeros), so `s` is
+  // already what inet_ntop would print; skipping it saves a sprintf per endpoint at load.
+  return s;
 }
 
 std::optional<std::string> numeric_ipv6(const std::string& s) {
@@ -134,12 +134,15 @@ bool looks_like_ipv4(std::string_view s) {
          std::all_of(s.begin(), s.end(), [](char c) { return is_digit(c) || c == '.'; });
 }
 
-std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string_view s) {
+std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string_view s,
+                                                                     bool allow_zero) {
   using Ns = unsigned __int128;  // wide enough that "99999h" cannot overflow mid-parse
   constexpr Ns kNsPerMs = 1'000'000;
   constexpr Ns kMaxNs = Ns{365} * 24 * 3600 * 1'000'000'000;  // a year is "forever" enough
   if (s.empty()) return std::unexpected("is empty");
-  if (s.front() == '-') return std::unexpected("must be greater than zero");
+  if (s.front() == '-') {
+    return std::unexpected(allow_zero ? "must not be negative" : "must be greater than zero");
+  }
   if (s.front() == '+') s.remove_prefix(1);
 
   Ns total = 0;
@@ -192,7 +195,7 @@ std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string
     total += whole * unit_ns + fraction * unit_ns / fraction_scale;
     if (total > kMaxNs) return std::unexpected("is longer than a year");
   }
-  if (total == 0) return std::unexpected("must be greater than zero");
+  if (total == 0 && !allow_zero) return std::unexpected("must be greater than zero");
   if (total % kNsPerMs != 0) {
     return std::unexpected("is not a whole number of milliseconds (the resolution is 1ms)");
   }
@@ -222,6 +225,22 @@ bool looks_like_number(std::string_view s) {
   double value = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
   return ec == std::errc() && end == s.data() + s.size();
+}
+
+std::string quote(std::string_view text) {
+  constexpr std::size_t kMaxQuoted = 60;
+  std::string out = "'";
+  for (char c : text.substr(0, kMaxQuoted)) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  if (text.size() > kMaxQuoted) out += "...";
+  return out + "'";
 }
 
 }  // namespace revgate::config::detail

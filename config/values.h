@@ -1,6 +1,7 @@
 // Pure parsers for the config's scalar forms: DNS labels and names, host:port, durations and
-// integers. Private to config/ (the loader is the only caller); no YAML, no state, any thread.
-// Each returns the value or a message that completes "... : <message>".
+// integers, and the quoting of a user's text in messages. Private to config/ (the loader and the
+// traffic rules); no YAML, no state, any thread. Each parser returns the value or a message that
+// completes "... : <message>".
 #pragma once
 
 #include <chrono>
@@ -39,8 +40,9 @@ std::optional<std::string> numeric_ipv6(const std::string& s);
 bool looks_like_ipv4(std::string_view s);
 
 // Envoy/Go style durations: "500ms", "30s", "5m", "1h", "1m30s", "1.5s", or a bare integer of
-// seconds. Millisecond resolution; must be > 0.
-std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string_view s);
+// seconds. Millisecond resolution; must be > 0, or >= 0 with `allow_zero` ("0", "0s", "0ms").
+std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string_view s,
+                                                                     bool allow_zero = false);
 
 // A decimal integer with an optional sign, nothing else (no "0x", "1e3", "1_000").
 enum class IntError { not_an_integer, out_of_range };
@@ -48,5 +50,9 @@ std::expected<std::int64_t, IntError> parse_int(std::string_view s);
 
 // True when `s` reads as a number but not an integer ("1.5", "-2e3"): worth a kinder message.
 bool looks_like_number(std::string_view s);
+
+// A user's text inside a message: in single quotes, control characters escaped ("\n",
+// "\x01"), cut after 60 characters with "...", so that one error stays on one readable line.
+std::string quote(std::string_view text);
 
 }  // namespace revgate::config::detail

@@ -431,7 +431,7 @@ listeners:
 admin:
   address: 0.0.0.0:9999
 limits: {requestBodyBytes: 1048576, requestHeaderCount: 50}
-timeouts: {idle: 1500ms, upstreamResponse: 2h, upstreamIdle: 90s}
+timeouts: {idle: 1500ms, upstreamResponse: 2h, upstreamIdle: 90s, drainDelay: 5s}
 upstream: {maxIdlePerEndpoint: 3}
 services:
   - name: a
@@ -445,6 +445,7 @@ services:
     hashOn: {cookie: {name: session, ttl: 1h}}
     loadBalancer: LEAST_REQUEST
     debugHeaders: true
+    rolloutDuration: 10m
     revisions:
       - {name: b-1, endpoints: ["10.0.0.3:80"]}
   - name: c
@@ -486,6 +487,32 @@ tracing: {sampleRate: 0.25}
   EXPECT_EQ(json::serialize(at(json::parse(json_text), "accessLog")),
             R"({"path":"stderr","format":"json"})");
   EXPECT_EQ(at(json::parse(json_text), "tracing.sampleRate").as_double(), 0.25);
+  EXPECT_EQ(str(json::parse(json_text), "timeouts.drainDelay"), "5s");
+  EXPECT_EQ(str(json::parse(json_text), "services.1.rolloutDuration"), "10m");
+  EXPECT_EQ(str(json::parse(json_text), "services.0.rolloutDuration"), "0s");  // off
+  EXPECT_EQ(again->services.at(0).rollout_duration, std::chrono::milliseconds(0));
+  EXPECT_EQ(again->services.at(1).rollout_duration, std::chrono::minutes(10));
+  EXPECT_EQ(again->timeouts.drain_delay, std::chrono::seconds(5));
+  // Beside "test.yaml", the source of the first load; written out, so it stays there.
+  EXPECT_EQ(str(json::parse(json_text), "stateFile"), "test.state.json");
+  EXPECT_EQ(again->state_file, "test.state.json");
+}
+
+TEST(ApiConfig, DefaultsRoundTripAndAConfigWithoutAFileHasNoStateFile) {
+  auto loaded = config::load_string(R"(listeners: [{name: http, address: "127.0.0.1:0"}]
+services: [{name: a, revisions: [{name: a-1, endpoints: ["10.0.0.1:80"]}]}]
+)",
+                                    "<demo>");
+  ASSERT_TRUE(loaded) << loaded.error().front().to_string();
+  const json::value dumped = config_to_json(*loaded);
+  EXPECT_FALSE(dumped.as_object().contains("stateFile"));
+  EXPECT_EQ(str(dumped, "timeouts.drainDelay"), "0s");
+  auto again = config::load_string(json::serialize(dumped), "<demo>");
+  ASSERT_TRUE(again) << again.error().front().to_string();
+  EXPECT_EQ(json::serialize(config_to_json(*again)), json::serialize(dumped));
+  EXPECT_EQ(again->state_file, "");
+  EXPECT_EQ(duration_text(std::chrono::milliseconds(0)), "0s");
+  EXPECT_EQ(duration_text(std::chrono::milliseconds(1500)), "1500ms");
 }
 
 TEST(ApiJson, PrettyTextParsesBack) {

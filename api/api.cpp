@@ -15,6 +15,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "api/config_json.h"
+#include "api/paths.h"
 #include "api/resources.h"
 
 namespace revgate::api {
@@ -116,6 +117,8 @@ std::string percent_decode(std::string_view text, bool plus_is_space) {
   return out;
 }
 
+}  // namespace
+
 std::vector<std::string> split_path(std::string_view path) {
   std::vector<std::string> segments;
   std::size_t start = 1;  // after the leading '/'
@@ -128,6 +131,8 @@ std::vector<std::string> split_path(std::string_view path) {
   if (!segments.empty() && segments.back().empty()) segments.pop_back();  // one trailing '/'
   return segments;
 }
+
+namespace {
 
 std::optional<std::string> query_parameter(std::string_view query, std::string_view name) {
   while (!query.empty()) {

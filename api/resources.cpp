@@ -58,6 +58,23 @@ json::array conditions(const Context& context, std::initializer_list<std::string
   return out;
 }
 
+// Knative's Route (and the Service above it) while a rollout moves traffic: not yet where
+// spec.traffic says, so Ready is Unknown, with the reason and how far it got.
+json::object rolling_condition(const Context& context, std::string_view type,
+                               const ServiceView& service) {
+  json::object c =
+      condition(context, type, "RolloutInProgress",
+                fmt::format("a gradual rollout is moving traffic: {}", service.rollout));
+  c["status"] = "Unknown";
+  return c;
+}
+
+json::object ready_condition(const Context& context, std::string_view type,
+                             const ServiceView& service) {
+  return service.rollout.empty() ? condition(context, type)
+                                 : rolling_condition(context, type, service);
+}
+
 json::object certificate_condition(const Context& context) {
   // Certificates come from the config, not from auto-TLS; without a TLS listener Knative's own
   // wording applies.
@@ -175,7 +192,9 @@ Context::Context(const Snapshot& snapshot)
   const auto& routed = table_->services();
   const auto& configured = snapshot.config->services;
   for (std::size_t i = 0; i < configured.size() && i < routed.size(); ++i) {
-    services_.push_back({&configured[i], routed[i].get()});
+    std::string_view rollout;
+    if (i < snapshot.rollouts.size()) rollout = snapshot.rollouts[i];
+    services_.push_back({&configured[i], routed[i].get(), rollout});
   }
 }
 
@@ -189,7 +208,11 @@ json::object service_object(const Context& context, const ServiceView& service) 
   o["spec"] = std::move(spec);
   json::object status;
   status["observedGeneration"] = context.generation();
-  status["conditions"] = conditions(context, {"ConfigurationsReady", "Ready", "RoutesReady"});
+  json::array service_conditions;
+  service_conditions.push_back(condition(context, "ConfigurationsReady"));
+  service_conditions.push_back(ready_condition(context, "Ready", service));
+  service_conditions.push_back(ready_condition(context, "RoutesReady", service));
+  status["conditions"] = std::move(service_conditions);
   status["latestReadyRevisionName"] = latest_revision_name(service);
   status["latestCreatedRevisionName"] = latest_revision_name(service);
   status["url"] = service_url(context, service);
@@ -212,7 +235,7 @@ json::object route_object(const Context& context, const ServiceView& service) {
   conds.push_back(condition(context, "AllTrafficAssigned"));
   conds.push_back(certificate_condition(context));
   conds.push_back(condition(context, "IngressReady"));
-  conds.push_back(condition(context, "Ready"));
+  conds.push_back(ready_condition(context, "Ready", service));
   status["conditions"] = std::move(conds);
   status["url"] = service_url(context, service);
   status["address"] = address("http://" + service.routed->host);

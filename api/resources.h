@@ -33,6 +33,7 @@ inline constexpr std::string_view kLoadBalancerAnnotation = "revgate.dev/loadBal
 struct ServiceView {
   const config::Service* config = nullptr;
   const routing::Service* routed = nullptr;
+  std::string_view rollout;  // Snapshot::rollouts' entry: empty unless a rollout is in progress
 };
 
 // What every builder needs, derived once per request from a Snapshot.

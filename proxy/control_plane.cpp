@@ -1,7 +1,9 @@
 #include "proxy/control_plane.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <iterator>
 #include <unordered_map>
 #include <utility>
@@ -9,11 +11,14 @@
 #include <fmt/format.h>
 #include <boost/asio/post.hpp>
 
+#include "api/patch.h"
 #include "api/resources.h"
 #include "proxy/config_watcher.h"
 #include "proxy/log.h"
 #include "routing/route_table.h"
 #include "tls/client_context.h"
+#include "traffic/overlay.h"
+#include "traffic/rollout.h"
 
 namespace revgate::proxy {
 
@@ -22,6 +27,7 @@ namespace asio = boost::asio;
 // What build() makes and commit() puts in force.
 struct ControlPlane::Built {
   std::shared_ptr<const config::Config> file;
+  traffic::State state;  // what the state file is to hold with it
   std::shared_ptr<const Snapshot> snapshot;
 };
 
@@ -61,12 +67,29 @@ ControlPlane::ControlPlane(asio::io_context& io, std::string config_path)
 
 ControlPlane::~ControlPlane() = default;
 
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 std::expected<std::shared_ptr<const Snapshot>, std::string> ControlPlane::start(
     config::Config config) {
   std::vector<std::string> warnings;
   generation_ = 1;
-  auto built =
-      build(std::make_shared<const config::Config>(std::move(config)), generation_, warnings);
+  // The runtime changes and rollouts of the previous run. A state file that cannot be read is
+  // not a reason to stay down: the config file alone is a working config.
+  traffic::State state;
+  if (!config.state_file.empty()) {
+    auto loaded = traffic::load_state(config.state_file);
+    if (loaded) {
+      state = std::move(*loaded);
+    } else {
+      log_error("{}; starting from the config file's traffic alone", loaded.error());
+    }
+  }
+  auto built = build(std::make_shared<const config::Config>(std::move(config)), std::move(state),
+                     generation_, warnings);
   if (!built) return std::unexpected(built.error());
   for (const auto& warning : warnings) log_warning("{}", warning);
   if (built->file->access_log) {
@@ -76,6 +99,11 @@ std::expected<std::shared_ptr<const Snapshot>, std::string> ControlPlane::start(
   }
   file_config_ = std::move(built->file);
   snapshot_ = std::move(built->snapshot);
+  if (built->state != state_) {
+    state_ = std::move(built->state);
+    save_state();
+  }
+  schedule_rollout_step();
   return snapshot_;
 }
 
@@ -126,13 +154,28 @@ void ControlPlane::stop_access_log() {
 }
 
 std::expected<ControlPlane::Built, std::string> ControlPlane::build(
-    std::shared_ptr<const config::Config> file, std::uint64_t generation,
+    std::shared_ptr<const config::Config> file, traffic::State state, std::uint64_t generation,
     std::vector<std::string>& warnings) {
   Built built;
   built.file = file;
-  auto snapshot = make_snapshot(file, *file, generation);
+  // Desired: the file with the runtime traffic changes that still fit it. Copies of a large
+  // config are made only when there is something to lay over it.
+  std::shared_ptr<const config::Config> desired = file;
+  if (!state.overlays.empty()) {
+    auto applied = traffic::apply_overlays(*file, std::move(state.overlays));
+    for (auto& reason : applied.dropped) warnings.push_back(std::move(reason));
+    state.overlays = std::move(applied.kept);
+    desired = std::make_shared<const config::Config>(std::move(applied.config));
+  }
+  // Effective: the rollouts in progress expanded (Knative's status.traffic).
+  const config::Config* previous = snapshot_ ? snapshot_->config.get() : nullptr;
+  state.rollouts = traffic::plan_rollouts(*desired, previous, state.rollouts, now_ms());
+  std::optional<config::Config> effective;
+  if (!state.rollouts.empty()) effective = traffic::effective_config(*desired, state.rollouts);
+  auto snapshot = make_snapshot(desired, effective ? *effective : *desired, generation);
   if (!snapshot) return std::unexpected(snapshot.error());
   built.snapshot = std::move(*snapshot);
+  built.state = std::move(state);
   return built;
 }
 
@@ -207,7 +250,11 @@ std::expected<std::shared_ptr<const Snapshot>, std::string> ControlPlane::make_s
 void ControlPlane::free_retired() {
   // use_count() is exact here: only this thread copies or drops the control's references, and
   // a count of 1 means no worker view and no request holds the snapshot any more.
+  const auto before = retired_.size();
   std::erase_if(retired_, [](const auto& snapshot) { return snapshot.use_count() == 1; });
+  // A large table's pages go back to the system rather than stay with the allocator: RSS
+  // returns to what the table in force needs. A few ms here, never on a worker.
+  if (retired_.size() != before) ::malloc_trim(0);
   if (retired_.empty() || stopped_) return;
   retired_timer_.expires_after(std::chrono::seconds(1));
   retired_timer_.async_wait([this](boost::system::error_code ec) {
@@ -244,12 +291,13 @@ void ControlPlane::publish(std::shared_ptr<const Snapshot> snapshot,
       update.replace_access_log = true;
       if (access_log_) update.access_log = std::make_unique<accesslog::WorkerLog>(*access_log_);
     }
-    workers_[w]->install(std::move(update), [&io, pending, installed, old_log] {
-      asio::post(io, [pending, installed, old_log] {
+    workers_[w]->install(std::move(update), [this, &io, pending, installed, old_log] {
+      asio::post(io, [this, pending, installed, old_log] {
         if (--*pending != 0) return;
         // No worker writes to the old log any more: what they handed it is written now.
         if (old_log) old_log->stop();
         if (installed) installed();
+        free_retired();  // the replaced table, unless a request in flight still holds it
       });
     });
   }
@@ -258,10 +306,18 @@ void ControlPlane::publish(std::shared_ptr<const Snapshot> snapshot,
 void ControlPlane::commit(Built built, std::vector<std::vector<ListenerChange>> listener_changes,
                           std::function<void()> installed,
                           std::optional<std::unique_ptr<accesslog::Writer>> new_log) {
+  // A rollout step keeps the generation (and the time it came into force): only status moves.
+  if (built.snapshot->table->generation() != snapshot_->table->generation()) {
+    loaded_at_ = std::chrono::system_clock::now();
+  }
   file_config_ = std::move(built.file);
-  loaded_at_ = std::chrono::system_clock::now();
+  if (built.state != state_) {
+    state_ = std::move(built.state);
+    save_state();
+  }
   publish(std::move(built.snapshot), std::move(listener_changes), std::move(installed),
           std::move(new_log));
+  schedule_rollout_step();
 }
 
 void ControlPlane::reload(std::string_view trigger, std::function<void(ReloadResult)> done) {
@@ -312,7 +368,7 @@ void ControlPlane::reload(std::string_view trigger, std::function<void(ReloadRes
       *new_log = std::move(*writer);
     }
   }
-  auto built = build(std::move(file), generation_ + 1, result.warnings);
+  auto built = build(std::move(file), state_, generation_ + 1, result.warnings);
   if (!built) return refuse({built.error()});
 
   ++generation_;
@@ -335,18 +391,132 @@ void ControlPlane::reload(std::string_view trigger, std::function<void(ReloadRes
 
 void ControlPlane::patch_service(std::string_view target, std::string_view content_type,
                                  std::string_view body, std::function<void(api::Response)> done) {
-  done({405, api::status_object(405, "MethodNotAllowed", "not yet")});
+  if (stopped_) {
+    return done({503, api::status_object(503, "ServiceUnavailable",
+                                         "shutting down: traffic changes are refused")});
+  }
+  auto planned = api::plan_traffic_patch(api_snapshot(), target, content_type, body);
+  if (!planned) return done(std::move(planned.error()));
+  const auto& running = snapshot_->config->services[planned->service_index];
+  const config::Service* file_service = nullptr;
+  for (const auto& service : file_config_->services) {
+    if (service.name == running.name && service.namespace_name == running.namespace_name) {
+      file_service = &service;
+    }
+  }
+  const auto internal = [&](std::string message) {
+    log_error("PATCH {}/{}: {}", running.namespace_name, running.name, message);
+    done({500, api::status_object(500, "InternalError", message)});
+  };
+  if (file_service == nullptr) return internal("the service is not in the config file");
+
+  traffic::State next = state_;
+  auto overlay = traffic::make_overlay(*file_service, std::move(planned->traffic), now_ms());
+  if (overlay.traffic == overlay.base) {
+    // Back to what the file says: there is no runtime change to keep any more.
+    std::erase_if(next.overlays, [&](const traffic::Overlay& o) {
+      return o.namespace_name == overlay.namespace_name && o.service == overlay.service;
+    });
+  } else {
+    traffic::set_overlay(next.overlays, std::move(overlay));
+  }
+  std::vector<std::string> warnings;
+  auto built = build(file_config_, std::move(next), generation_ + 1, warnings);
+  if (!built) return internal(built.error());
+  for (const auto& warning : warnings) log_warning("PATCH: {}", warning);
+  // Kept before it is applied: what a restart would not know is not put in force.
+  if (const auto& path = file_config_->state_file; !path.empty()) {
+    if (auto saved = traffic::save_state(path, built->state); !saved) {
+      return internal(fmt::format("{}; the traffic was not changed", saved.error()));
+    }
+  }
+  ++generation_;
+  log_info("PATCH {}/{}: traffic changed, generation {}", running.namespace_name, running.name,
+           generation_);
+  state_ = built->state;  // saved above: commit() has nothing more to write
+  commit(
+      std::move(*built), {},
+      [this, target = std::string(target), done = std::move(done)] {
+        done(api::handle(api_snapshot(), "GET", target));
+      },
+      std::nullopt);
 }
 
-void ControlPlane::save_state() {}
-void ControlPlane::schedule_rollout_step() {}
-void ControlPlane::step_rollouts() {}
+void ControlPlane::save_state() {
+  const auto& path = file_config_->state_file;
+  if (path.empty()) return;
+  if (auto saved = traffic::save_state(path, state_); !saved) {
+    log_error("{}; the runtime traffic in force is not kept across a restart", saved.error());
+  }
+}
+
+void ControlPlane::schedule_rollout_step() {
+  const auto next = traffic::next_step_ms(state_.rollouts);
+  if (!next || stopped_) {
+    rollout_timer_.cancel();
+    return;
+  }
+  rollout_timer_.expires_after(
+      std::chrono::milliseconds(std::max<std::int64_t>(0, *next - now_ms())));
+  rollout_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) step_rollouts();
+  });
+}
+
+void ControlPlane::step_rollouts() {
+  if (stopped_) return;
+  traffic::State next = state_;
+  if (!traffic::step_rollouts(next.rollouts, now_ms())) return schedule_rollout_step();
+  std::vector<std::string> warnings;
+  // The same file and generation: only the effective shares move (status, not spec).
+  auto built = build(file_config_, std::move(next), generation_, warnings);
+  if (!built) {
+    log_error("rollout step: {}", built.error());
+    return schedule_rollout_step();
+  }
+  commit(std::move(*built), {}, nullptr, std::nullopt);
+}
 
 api::Snapshot ControlPlane::api_snapshot() const {
-  return api::Snapshot{snapshot_->config, snapshot_->table, generation_, loaded_at_,
-                       listeners_ != nullptr && listeners_->has_tls()};
+  api::Snapshot out{snapshot_->config,
+                    snapshot_->table,
+                    generation_,
+                    loaded_at_,
+                    listeners_ != nullptr && listeners_->has_tls(),
+                    {}};
+  const auto& services = snapshot_->config->services;
+  for (const auto& rolling : state_.rollouts) {
+    for (std::size_t i = 0; i < services.size(); ++i) {
+      if (services[i].name != rolling.service ||
+          services[i].namespace_name != rolling.namespace_name) {
+        continue;
+      }
+      std::string text;
+      for (const auto& rollout : rolling.rollouts) {
+        if (!rollout.in_progress()) continue;
+        if (!text.empty()) text += "; ";
+        text += fmt::format("{} has {}% of {}%{}", rollout.revisions.back().revision,
+                            rollout.revisions.back().percent, rollout.percent,
+                            rollout.tag.empty() ? "" : fmt::format(" (tag {})", rollout.tag));
+      }
+      out.rollouts.resize(services.size());
+      out.rollouts[i] = std::move(text);
+    }
+  }
+  return out;
 }
 
-std::vector<metrics::RolloutGauge> ControlPlane::rollout_gauges() const { return {}; }
+std::vector<metrics::RolloutGauge> ControlPlane::rollout_gauges() const {
+  std::vector<metrics::RolloutGauge> gauges;
+  for (const auto& service : snapshot_->config->services) {
+    if (service.rollout_duration.count() == 0) continue;
+    const bool rolling = std::any_of(
+        state_.rollouts.begin(), state_.rollouts.end(), [&](const traffic::ServiceRollouts& r) {
+          return r.service == service.name && r.namespace_name == service.namespace_name;
+        });
+    gauges.push_back({service.name, service.namespace_name, rolling});
+  }
+  return gauges;
+}
 
 }  // namespace revgate::proxy

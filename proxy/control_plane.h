@@ -25,6 +25,7 @@
 #include "metrics/metrics.h"
 #include "proxy/listeners.h"
 #include "proxy/worker.h"
+#include "traffic/state_file.h"
 
 namespace revgate::proxy {
 
@@ -84,7 +85,7 @@ class ControlPlane {
   // The config as it will run: `file` with the runtime traffic of `state` applied (desired),
   // and the rollouts expanded (effective), compiled. Nothing changes until commit().
   std::expected<Built, std::string> build(std::shared_ptr<const config::Config> file,
-                                          std::uint64_t generation,
+                                          traffic::State state, std::uint64_t generation,
                                           std::vector<std::string>& warnings);
   std::expected<std::shared_ptr<const Snapshot>, std::string> make_snapshot(
       std::shared_ptr<const config::Config> desired, const config::Config& effective,
@@ -119,7 +120,8 @@ class ControlPlane {
   boost::asio::steady_timer rollout_timer_;
   bool stopped_ = false;
 
-  std::shared_ptr<const config::Config> file_config_;     // as loaded from the file
+  std::shared_ptr<const config::Config> file_config_;  // as loaded from the file
+  traffic::State state_;  // runtime traffic changes and rollouts in progress (the state file's)
   std::shared_ptr<const Snapshot> snapshot_;              // in force
   std::vector<std::shared_ptr<const Snapshot>> retired_;  // replaced; freed by free_retired()
   boost::asio::steady_timer retired_timer_;

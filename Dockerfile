@@ -16,6 +16,10 @@ RUN /tmp/setup.sh --runtime && rm -rf /var/lib/apt/lists/* /tmp/setup.sh \
  && useradd --system --no-create-home --uid 10001 revgate
 COPY --from=build /src/build/revgate /usr/local/bin/revgate
 COPY examples/canary.yaml /etc/revgate/revgate.yaml
+# The default stateFile lives beside the config (/etc/revgate/revgate.state.json): the directory
+# is the revgate user's so that runtime traffic changes can be kept. A read-only mount of
+# /etc/revgate (a Kubernetes ConfigMap) needs stateFile pointed elsewhere, e.g. an emptyDir.
+RUN chown revgate /etc/revgate
 USER revgate
 EXPOSE 8080 9901
 ENTRYPOINT ["revgate"]

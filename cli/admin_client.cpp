@@ -12,7 +12,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -100,13 +99,27 @@ std::expected<AdminAddress, std::string> admin_address_from_config(const std::st
 std::expected<HttpResponse, std::string> http_get(const AdminAddress& address,
                                                   std::string_view target,
                                                   std::chrono::milliseconds timeout) {
+  return http_request(address, "GET", target, {}, {}, timeout);
+}
+
+std::expected<HttpResponse, std::string> http_request(
+    const AdminAddress& address, std::string_view method, std::string_view target,
+    std::string_view content_type, std::string body, std::chrono::milliseconds timeout) {
   asio::io_context io;
   tcp::resolver resolver(io);
   beast::tcp_stream stream(io);
-  http::request<http::empty_body> request{http::verb::get, target, 11};
+  http::request<http::string_body> request;
+  request.method_string(method);
+  request.target(target);
+  request.version(11);
   request.set(http::field::host, address.text());
   request.set(http::field::accept, "application/json");
   request.set(http::field::user_agent, "revgate-cli");
+  if (!body.empty()) {
+    request.set(http::field::content_type, content_type);
+    request.body() = std::move(body);
+  }
+  request.prepare_payload();
   request.keep_alive(false);
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;

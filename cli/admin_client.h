@@ -1,5 +1,6 @@
-// A tiny synchronous HTTP/1.1 client for the admin listener, used by the CLI's `services` and
-// `revisions` commands. Blocking; the calling (main) thread only. No Beast types here.
+// A tiny synchronous HTTP/1.1 client for the admin listener, used by the CLI's `services`,
+// `revisions` and `traffic` commands. Blocking; the calling (main) thread only. No Beast types
+// here.
 #pragma once
 
 #include <chrono>
@@ -31,7 +32,14 @@ struct HttpResponse {
   std::string body;
 };
 
-// GET `target`; the error reads "cannot reach admin at ADDR: <reason>".
+// One request (`content_type` and `body` sent when `body` is not empty); the error reads
+// "cannot reach admin at ADDR: <reason>".
+std::expected<HttpResponse, std::string> http_request(
+    const AdminAddress& address, std::string_view method, std::string_view target,
+    std::string_view content_type = {}, std::string body = {},
+    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// GET `target`.
 std::expected<HttpResponse, std::string> http_get(
     const AdminAddress& address, std::string_view target,
     std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -1,5 +1,6 @@
 // The revgate command line (SPEC.md section 2): run, demo, check, route, simulate, echo,
-// version, and the admin API's clients services and revisions (cli/services_command.h).
+// version, and the admin API's clients services, revisions (cli/services_command.h) and
+// traffic (cli/traffic_command.h).
 // Exit codes: 0 ok, 1 invalid config, failed check or unreachable admin, 2 usage error.
 #include <csignal>
 #include <cstdio>
@@ -8,10 +9,11 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include "cli/services_command.h"
+#include "cli/traffic_command.h"
 #include "config/config.h"
 #include "echo/echo_server.h"
 #include "proxy/server.h"
@@ -73,8 +75,8 @@ int cmd_check(const std::string& path) {
   auto table = routing::RouteTable::compile(*config);
   std::size_t revisions = 0;
   for (const auto& service : config->services) revisions += service.revisions.size();
-  fmt::print("{}: OK ({} service(s), {} revision(s), {} domain mapping(s), {} listener(s))\n",
-             path, config->services.size(), revisions, config->domain_mappings.size(),
+  fmt::print("{}: OK ({} service(s), {} revision(s), {} domain mapping(s), {} listener(s))\n", path,
+             config->services.size(), revisions, config->domain_mappings.size(),
              config->listeners.size());
   fmt::print("{:<48} {:<17} {:<28} {}\n", "HOST", "MATCH", "SERVICE", "ROUTE");
   for (const auto& route : table->host_routes()) {
@@ -122,8 +124,8 @@ int cmd_route(const std::string& path, const std::string& host, const std::strin
   const auto& service = *decision.service;
   fmt::print("host:     {} ({})\n", host, routing::to_string(decision.match));
   fmt::print("service:  {}/{} ({})\n", service.namespace_name, service.name, service.host);
-  if (decision.match == routing::MatchKind::tag_host || (!tag.empty() && !decision.target->tag.empty() &&
-                                                         decision.target->tag == tag)) {
+  if (decision.match == routing::MatchKind::tag_host ||
+      (!tag.empty() && !decision.target->tag.empty() && decision.target->tag == tag)) {
     fmt::print("target:   tag {} -> {} (100%)\n", decision.target->tag, decision.revision->name);
   } else {
     fmt::print("split:    {}\n", describe_split(service, nullptr));
@@ -230,7 +232,8 @@ int cmd_demo(const std::string& address, std::uint16_t port, std::uint16_t admin
     (*backend)->start();
     backends.push_back(std::move(*backend));
   }
-  const std::string yaml = fmt::format(R"(workers: 0
+  const std::string yaml =
+      fmt::format(R"(workers: 0
 listeners:
   - name: http
     address: "{0}:{1}"
@@ -256,8 +259,7 @@ domainMappings:
   - domain: "*"
     service: hello
 )",
-                                       address, port, admin_port, backends[0]->address(),
-                                       backends[1]->address());
+                  address, port, admin_port, backends[0]->address(), backends[1]->address());
   auto config = config::load_string(yaml, "<demo>");
   if (!config) {
     for (const auto& error : config.error()) fmt::print(stderr, "{}\n", error.to_string());
@@ -271,8 +273,8 @@ domainMappings:
   const auto bound = (*server)->bound_addresses();
   const auto http_port = bound.front().port;
   const auto metrics_port = bound.back().port;
-  const std::string base = fmt::format("http://{}:{}", address == "0.0.0.0" ? "127.0.0.1" : address,
-                                       http_port);
+  const std::string base =
+      fmt::format("http://{}:{}", address == "0.0.0.0" ? "127.0.0.1" : address, http_port);
   fmt::print(
       "revgate demo: service 'hello' (namespace default) on {base}\n"
       "  revision hello-00001  90%           backend {a}\n"
@@ -355,12 +357,14 @@ int main(int argc, char** argv) {
                                          "Random delay: 99th percentile (ms, >= the median)");
   delay_p50->needs(delay_p99)->excludes("--delay-ms");
   delay_p99->needs(delay_p50)->excludes("--delay-ms");
-  echo_cmd->add_option("--seed", echo_options.seed, "PRNG seed of error rate and delay (0 = random)");
+  echo_cmd->add_option("--seed", echo_options.seed,
+                       "PRNG seed of error rate and delay (0 = random)");
   echo_cmd->add_option("--error-rate", echo_options.error_rate, "Fraction answered 500 (0..1)")
       ->check(CLI::Range(0.0, 1.0));
   echo_cmd->add_option("--threads", echo_options.threads, "Threads")->capture_default_str();
 
-  cli::AdminCommands admin_commands(app);  // services list|describe, revisions list
+  cli::AdminCommands admin_commands(app);    // services list|describe, revisions list
+  cli::TrafficCommand traffic_command(app);  // traffic SERVICE --to-revisions ...
   auto* version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -379,6 +383,7 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (auto code = admin_commands.run()) return *code;
+  if (auto code = traffic_command.run()) return *code;
   if (*demo) return cmd_demo(demo_address, demo_port, demo_admin_port);
   if (*check) return cmd_check(config_path);
   if (*route) return cmd_route(config_path, host, path, headers);

@@ -17,6 +17,7 @@
 
 #include "api/api.h"
 #include "api/resources.h"
+#include "cli/admin_api.h"
 #include "cli/admin_client.h"
 
 namespace revgate::cli {
@@ -25,128 +26,7 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;  // not found, admin unreachable or answering nonsense
-constexpr int kExitUsage = 2;
-
-constexpr std::string_view kServicesPath = "/apis/serving.knative.dev/v1/namespaces/{}/services";
 constexpr std::string_view kRevisionsPath = "/apis/serving.knative.dev/v1/namespaces/{}/revisions";
-
-// A failure already worded for the user, and the exit code it warrants.
-struct Failure {
-  int code = kExitFailed;
-  std::string message;
-};
-
-// ---- reading JSON leniently: a missing field reads as empty ----
-
-const json::value* field(const json::value& v, std::string_view path) {
-  const json::value* cur = &v;
-  std::size_t start = 0;
-  while (start <= path.size()) {
-    std::size_t end = path.find('.', start);
-    if (end == std::string_view::npos) end = path.size();
-    if (!cur->is_object()) return nullptr;
-    cur = cur->as_object().if_contains(path.substr(start, end - start));
-    if (cur == nullptr) return nullptr;
-    start = end + 1;
-  }
-  return cur;
-}
-
-std::string text(const json::value& v, std::string_view path) {
-  const json::value* f = field(v, path);
-  return f != nullptr && f->is_string() ? std::string(f->as_string()) : std::string();
-}
-
-// Label and annotation keys hold dots: look them up as one key under `map_path`.
-std::string map_entry(const json::value& v, std::string_view map_path, std::string_view key) {
-  const json::value* map = field(v, map_path);
-  if (map == nullptr || !map->is_object()) return {};
-  const json::value* entry = map->as_object().if_contains(key);
-  return entry != nullptr && entry->is_string() ? std::string(entry->as_string()) : std::string();
-}
-
-std::int64_t number(const json::value& v, std::string_view path) {
-  const json::value* f = field(v, path);
-  if (f == nullptr) return 0;
-  if (f->is_int64()) return f->as_int64();
-  if (f->is_uint64()) return static_cast<std::int64_t>(f->as_uint64());
-  return 0;
-}
-
-const json::array& items(const json::value& list) {
-  static const json::array kEmpty;
-  const json::value* f = field(list, "items");
-  return f != nullptr && f->is_array() ? f->as_array() : kEmpty;
-}
-
-bool condition_true(const json::value& object, std::string_view type) {
-  const json::value* conditions = field(object, "status.conditions");
-  if (conditions == nullptr || !conditions->is_array()) return false;
-  for (const auto& c : conditions->as_array()) {
-    if (text(c, "type") == type) return text(c, "status") == "True";
-  }
-  return false;
-}
-
-// ---- the admin API ----
-
-class Admin {
- public:
-  explicit Admin(AdminAddress address) : address_(std::move(address)) {}
-
-  // The JSON body of a 200; a 404 Status becomes `not_found` (or the API's own message).
-  std::expected<json::value, Failure> get(const std::string& target,
-                                          const std::string& not_found = {}) const {
-    auto response = http_get(address_, target);
-    if (!response) return std::unexpected(Failure{kExitFailed, response.error()});
-    boost::system::error_code ec;
-    json::value body = json::parse(response->body, ec);
-    const bool is_status = !ec && text(body, "kind") == "Status";
-    if (response->status == 200 && !ec && body.is_object() && !is_status) return body;
-    if (response->status == 404 && is_status && !not_found.empty()) {
-      return std::unexpected(Failure{kExitFailed, not_found});
-    }
-    if (is_status && !text(body, "message").empty()) {
-      return std::unexpected(Failure{
-          kExitFailed, fmt::format("admin at {}: {}", address_.text(), text(body, "message"))});
-    }
-    std::string excerpt = response->body.substr(0, 80);
-    std::replace(excerpt.begin(), excerpt.end(), '\n', ' ');
-    return std::unexpected(Failure{
-        kExitFailed,
-        fmt::format("admin at {} answered {} to GET {}{}{} (no admin API there?)", address_.text(),
-                    response->status, target, excerpt.empty() ? "" : ": ", excerpt)});
-  }
-
- private:
-  AdminAddress address_;
-};
-
-// ---- output ----
-
-// Columns padded to their widest cell, two spaces apart, the last one unpadded (kubectl).
-void print_table(const std::vector<std::string>& header,
-                 const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> widths(header.size());
-  for (std::size_t i = 0; i < header.size(); ++i) widths[i] = header[i].size();
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size() && i < widths.size(); ++i) {
-      widths[i] = std::max(widths[i], row[i].size());
-    }
-  }
-  const auto print_row = [&](const std::vector<std::string>& cells) {
-    std::string line;
-    for (std::size_t i = 0; i < cells.size(); ++i) {
-      line += cells[i];
-      if (i + 1 < cells.size()) line.append(widths[i] - cells[i].size() + 2, ' ');
-    }
-    fmt::print("{}\n", line);
-  };
-  print_row(header);
-  for (const auto& row : rows) print_row(row);
-}
 
 // Strings that YAML would read as something else (numbers, booleans, null, timestamps) are
 // quoted, so that the YAML means what the JSON says.
@@ -237,26 +117,6 @@ std::string traffic_summary(const json::value& service) {
 std::string or_dash(std::string s) { return s.empty() ? "-" : s; }
 
 // ---- the commands ----
-
-std::expected<AdminAddress, Failure> resolve_admin(const std::string& admin,
-                                                   const std::string& config_path) {
-  if (!admin.empty() && !config_path.empty()) {
-    return std::unexpected(Failure{kExitUsage, "--admin and -c are exclusive: pass one"});
-  }
-  auto address = !config_path.empty()
-                     ? admin_address_from_config(config_path)
-                     : parse_admin_address(admin.empty() ? kDefaultAdminAddress : admin);
-  if (!address) {
-    // A config that does not load is the config's failure (1); a bad --admin is usage (2).
-    return std::unexpected(
-        Failure{config_path.empty() ? kExitUsage : kExitFailed, address.error()});
-  }
-  return *address;
-}
-
-std::string where(const std::string& ns) {
-  return ns == "-" ? std::string("any namespace") : fmt::format("namespace \"{}\"", ns);
-}
 
 std::expected<int, Failure> services_list(const Admin& admin, const std::string& ns) {
   auto list = admin.get(fmt::format(kServicesPath, ns));

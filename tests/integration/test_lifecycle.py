@@ -273,3 +273,60 @@ class ReloadTest(IntegrationTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DrainDelayTest(IntegrationTest):
+    """SIGTERM with timeouts.drainDelay, as Kubernetes users configure it: readiness fails first,
+    the listeners keep serving (telling every client to close) for the delay, then close; nothing
+    in flight fails and every request has its access log line."""
+
+    def test_readiness_fails_first_and_nothing_in_flight_is_lost(self):
+        echo = self.start_echo("hello-00001")
+        config = default_config([service("hello", [("hello-00001", [echo])])],
+                                timeouts={"drainDelay": "1s", "shutdownGrace": "5s"},
+                                accessLog={"path": "access.log"})
+        proxy = self.start_revgate(config)
+        requests = 0
+        idle = self.connect(proxy.port)  # idle through the drain, never used again
+        self.assertEqual(idle.request(host=HELLO).status, 200)
+        keep_alive = self.connect(proxy.port)  # will send a request during the delay
+        self.assertEqual(keep_alive.request(host=HELLO).status, 200)
+        requests += 2
+        slow = InFlight(proxy.port, "/_echo/delay/2000")
+        slow.start()
+        requests += 1
+        time.sleep(0.2)  # at the backend now
+
+        signalled = time.monotonic()
+        proxy.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            status, _, _ = proxy.admin_get("/readyz")
+            if status == 503:
+                break
+            time.sleep(0.01)
+        self.assertEqual(status, 503, "/readyz fails first")
+        # ... while the listener still accepts and serves, telling each client to close.
+        fresh = RawConnection(proxy.port)
+        response = fresh.request(host=HELLO)
+        requests += 1
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.header("connection"), "close")
+        fresh.close()
+        self.assertEqual(metric_sum(parse_metrics(proxy.metrics_text()), "revgate_draining"), 1)
+        response = keep_alive.request(host=HELLO)
+        requests += 1
+        self.assertEqual(response.status, 200, "a keep-alive client during the delay is served")
+        self.assertEqual(response.header("connection"), "close")
+        self.assertTrue(keep_alive.closed_by_peer(2))
+        self.assertLess(time.monotonic() - signalled, 1.0, "all of that happened within the delay")
+
+        self.assertTrue(connection_refused(proxy.port, 3), "after the delay the listener closes")
+        self.assertTrue(idle.closed_by_peer(2), "and idle keep-alive connections are closed")
+        slow.join(10)
+        self.assertIsNone(slow.error, f"{slow.error!r}\n{proxy.describe()}")
+        self.assertEqual(slow.response.status, 200)
+        self.assertEqual(proxy.wait(10), 0, proxy.describe())
+        self.assertLess(time.monotonic() - signalled, 1 + 5, "within drainDelay + shutdownGrace")
+        with open(os.path.join(self.tmpdir, "access.log"), encoding="utf-8") as f:
+            self.assertEqual(len(f.readlines()), requests, "every request has its line")

@@ -60,18 +60,19 @@ std::string tls_file_stamps(const config::UpstreamTls* tls) {
                      file_stamp(tls->key_file));
 }
 
+// Wall clock: rollout times are kept in the state file, across restarts.
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 ControlPlane::ControlPlane(asio::io_context& io, std::string config_path)
     : io_(io), config_path_(std::move(config_path)), rollout_timer_(io), retired_timer_(io) {}
 
 ControlPlane::~ControlPlane() = default;
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::expected<std::shared_ptr<const Snapshot>, std::string> ControlPlane::start(
     config::Config config) {

@@ -112,9 +112,9 @@ def _nginx_key(hash_on):
 
 
 def nginx_config(scn, proxy, backends, port, workdir, tls=None, max_client_conns=1024,
-                 nofile=65536, error_log=None):
+                 nofile=65536, error_log=None, error_level="warn"):
     """nginx.conf text; every path (pid, temp files, the error log unless given) inside
-    `workdir`."""
+    `workdir`. error_level notice logs each reload ("start worker processes")."""
     # Per-upstream idle connection cache: 64 as in ../shared/bench; with many hosts each service
     # is an upstream of its own, so 1 each (preallocated, and every cached connection holds a
     # worker connection and a backend socket). `nofile`: the open-files limit nginx gets.
@@ -130,7 +130,7 @@ def nginx_config(scn, proxy, backends, port, workdir, tls=None, max_client_conns
         "daemon off;",
         "master_process on;",
         f"pid {workdir}/nginx.pid;",
-        f"error_log {error_log} warn;",
+        f"error_log {error_log} {error_level};",
         f"worker_rlimit_nofile {nofile};",
         f"events {{ worker_connections {worker_conns}; }}",
         "http {",

@@ -227,6 +227,21 @@ def cpu_ticks(pids):
     return total
 
 
+def cpu_ticks_with_reaped(root, pids):
+    """cpu_ticks(pids) plus the CPU of root's children that exited and were reaped (cutime +
+    cstime of root): nginx and HAProxy replace their workers on reload, and a worker that is
+    gone by the end of a run still counts."""
+    total = cpu_ticks(pids)
+    try:
+        with open(f"/proc/{root}/stat") as f:
+            data = f.read()
+        rest = data[data.rindex(")") + 2:].split()
+        total += int(rest[13]) + int(rest[14])
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
+
+
 def status_kib(pids, field):
     """A /proc/PID/status field in KiB (VmRSS, VmHWM) summed over pids."""
     total = 0
@@ -240,6 +255,19 @@ def status_kib(pids, field):
         except OSError:
             pass
     return total
+
+
+def reset_peak(pids):
+    """Resets VmHWM of each pid to its current VmRSS (/proc/PID/clear_refs, Linux 4.0+), so that
+    a later VmHWM is the peak since now. False when the kernel refuses."""
+    ok = True
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            ok = False
+    return ok
 
 
 def host_ticks():
@@ -256,7 +284,7 @@ def children_cpu_seconds():
     return ru.ru_utime + ru.ru_stime
 
 
-def wait_for_log(child, pattern, timeout=15.0):
+def wait_for_log(child, pattern, timeout=15.0, poll=0.02):
     """Waits for a line matching `pattern` in the child's log; the match, or StartError."""
     regex = re.compile(pattern, re.M)
     deadline = time.monotonic() + timeout
@@ -274,10 +302,10 @@ def wait_for_log(child, pattern, timeout=15.0):
         if time.monotonic() > deadline:
             raise StartError(f"{child.name} not ready within {timeout:g} s; its log "
                              f"({child.log_path}):\n{child.log_tail()}")
-        time.sleep(0.02)
+        time.sleep(poll)
 
 
-def wait_for_port(child, port, timeout=15.0):
+def wait_for_port(child, port, timeout=15.0, poll=0.02):
     deadline = time.monotonic() + timeout
     while not port_open(port):
         if not child.running():
@@ -286,4 +314,13 @@ def wait_for_port(child, port, timeout=15.0):
         if time.monotonic() > deadline:
             raise StartError(f"{child.name} did not listen on :{port} within {timeout:g} s; its "
                              f"log ({child.log_path}):\n{child.log_tail()}")
-        time.sleep(0.02)
+        time.sleep(poll)
+
+
+def read_text(path):
+    """The file's text, or "" when it cannot be read (a log that was never written)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""

@@ -5,13 +5,20 @@ pictures drawn by gnuplot as PNG and SVG:
     latency.png/.svg   latency p50/p90/p99/p99.9 per proxy (medians over rounds)
     split.png/.svg     observed share per revision against the configured one, and the deviation
     idle.png/.svg      (idle-connections) resident memory per idle keep-alive connection
+    (mode: reload)     rps: req/s per window kind (steady, during reloads, during scrapes) per
+                       proxy; latency: p50/p99 per window kind; timeline: req/s per 100 ms over
+                       each proxy's first run, reload windows shaded
 """
 
 import os
 import statistics
 import subprocess
 
+from .reloads import KIND_ORDER, ms_summary
+from .scenario import every_label
+
 PERCENTILE_KEYS = ("50", "90", "99", "99.9")
+_SIZES = {}   # picture name -> height in pixels, when not 560
 COLORS = {"revgate": "#3366aa", "nginx": "#339955", "haproxy": "#dd8833"}
 SERIES = ["#777777", "#3366aa", "#339955", "#dd8833", "#aa3377", "#66ccee", "#bbbb33", "#ee6677"]
 
@@ -35,9 +42,102 @@ def _median(values):
 
 
 def _label(proxy_name, mode, modes):
-    if mode in ("keepalive", "idle") and len(modes) <= 1:
+    if (mode in ("keepalive", "idle") or mode.startswith("every ")) and len(modes) <= 1:
         return proxy_name
     return f"{proxy_name} [{mode}]"
+
+
+KIND_TITLES = {"steady": "steady", "reload": "during reloads", "metrics": "during /metrics scrapes",
+               "services": "during ServiceList scrapes"}
+
+
+def _reload_summary(rounds):
+    """A reload run's summary over rounds: medians of rates and percentiles, sums of requests,
+    failures and reloads, the peaks of memory."""
+    def med(f):
+        return _median([f(r) for r in rounds])
+
+    kinds = [k for k in KIND_ORDER if any(k in r["by_kind"] for r in rounds)]
+    by_kind = {}
+    for k in kinds:
+        rs = [r["by_kind"][k] for r in rounds if k in r["by_kind"]]
+        by_kind[k] = {
+            "rps": _median([x["rps"] for x in rs]),
+            "backend_rps": _median([x["backend_rps"] for x in rs]),
+            "latency_ms": {p: _median([x["latency_ms"][p] for x in rs])
+                           for p in (*PERCENTILE_KEYS, "max")},
+            "requests": sum(x["requests"] for x in rs),
+            "non_2xx_3xx": sum(x["non_2xx_3xx"] for x in rs),
+            "seconds": sum(x["seconds"] for x in rs),
+            "windows": sum(x["windows"] for x in rs),
+            "hwm_kib": max(x["hwm_kib"] for x in rs),
+            "rss_peak_kib": max(x["rss_peak_kib"] for x in rs),
+        }
+    requests = sum(r["requests"] for r in rounds)
+    socket_errors = sum(r["errors"]["socket"] for r in rounds)
+    non2xx = sum(r["errors"]["non_2xx_3xx"] for r in rounds)
+    detail = {}
+    for r in rounds:
+        for k, v in r["errors"]["detail"].items():
+            detail[k] = detail.get(k, 0) + int(v)
+    rl = [r["reloads"] for r in rounds]
+    mem = [r["memory"] for r in rounds]
+
+    def mx(key):
+        vals = [m[key] for m in mem if m.get(key) is not None]
+        return max(vals) if vals else None
+    scrapes = {}
+    for k in ("metrics", "services"):
+        ss = [r["scrapes"][k] for r in rounds if k in r.get("scrapes", {})]
+        if ss:
+            scrapes[k] = {"path": ss[0]["path"], "count": sum(x["count"] for x in ss),
+                          "ms_50": _median([x["ms"]["50"] for x in ss]),
+                          "ms_max": max(x["ms"]["max"] for x in ss),
+                          "bytes": _median([x["bytes"] for x in ss]),
+                          "non_200": sum(x["non_200"] for x in ss)}
+    return {
+        "every_ms": rl[0]["every_ms"] if rl else None,
+        "trigger": rl[0]["trigger"] if rl else None,
+        "by_kind": by_kind,
+        "rps_ratio": med(lambda r: r["rps_ratio"]),
+        "p99_ratio": med(lambda r: r["p99_ratio"]),
+        "scrape_p99_ratio": {k: med(lambda r, k=k: r["scrape_p99_ratio"].get(k))
+                             for k in ("metrics", "services") if k in by_kind},
+        "rps": _stats([r["rps"] for r in rounds]),
+        "latency_ms": {k: _median([r["latency_ms"][k] for r in rounds]) for k in PERCENTILE_KEYS},
+        "requests": requests,
+        "errors": {"socket": socket_errors, "non_2xx_3xx": non2xx, "detail": detail,
+                   "failed": socket_errors + non2xx,
+                   "rate_pct": 100.0 * (socket_errors + non2xx) / requests if requests else None},
+        "reloads": {
+            "sent": sum(x["sent"] for x in rl), "applied": sum(x["applied"] for x in rl),
+            "by_file_watch": (sum(x["by_file_watch"] for x in rl)
+                              if rl and rl[0].get("by_file_watch") is not None else None),
+            "refused": sum(x["refused"] for x in rl),
+            "failed_answers": sum(x["failed_answers"] for x in rl),
+            "first_error": next((x["first_error"] for x in rl if x["first_error"]), None),
+            "latency_ms": ms_summary([v for x in rl for v in x["latencies_ms"]])
+            if rl and rl[0]["trigger"] == "post" else None,
+            "command_ms": ms_summary([v for x in rl for v in x["latencies_ms"]])
+            if rl and rl[0]["trigger"] == "nginx -s reload" else None,
+            "interval_ms": _median([x["interval_ms"]["mean"] for x in rl if x["interval_ms"]]),
+        },
+        "startup_s": _stats([r["startup_s"] for r in rounds]),
+        "memory": {"rss_start_kib": _median([m["rss_start_kib"] for m in mem]),
+                   "steady_peak_kib": mx("steady_peak_kib"),
+                   "reload_peak_kib": mx("reload_peak_kib"),
+                   "extra_kib": mx("extra_kib"),
+                   "steady_sampled_peak_kib": mx("steady_sampled_peak_kib"),
+                   "reload_sampled_peak_kib": mx("reload_sampled_peak_kib"),
+                   "after_scrapes_kib": mx("after_scrapes_kib"),
+                   "rss_end_kib": _median([m["rss_end_kib"] for m in mem])},
+        "scrapes": scrapes,
+        "proxy_cpu_seconds_per_10k": med(lambda r: r["proxy_cpu_seconds_per_10k"]),
+        "proxy_cpu_pct": med(lambda r: r["proxy_cpu_pct"]),
+        "backend_cpu_pct": med(lambda r: r["backend_cpu_pct"]),
+        "wrk_cpu_pct": med(lambda r: r["wrk_cpu_pct"]),
+        "host_busy_pct": med(lambda r: r["host_busy_pct"]),
+    }
 
 
 def build(scn, results, info, command, started, finished):
@@ -47,15 +147,19 @@ def build(scn, results, info, command, started, finished):
     runs = []
     for (name, mode), rounds in results.items():
         p = proxies[name]
+        modes = ([f"every {every_label(e)}" for e in scn.reload.every_s]
+                 if scn.mode == "reload" else scn.load.modes)
         run = {
-            "label": _label(name, mode, scn.load.modes),
+            "label": _label(name, mode, modes),
             "proxy": name, "kind": p.kind, "mode": mode, "workers": p.workers,
             "policy": p.policy(), "split_policy": p.split_policy,
             "load_balancer": p.load_balancer,
             "hash_on": {p.hash_on.kind: p.hash_on.name} if p.hash_on else None,
             "rounds": rounds,
         }
-        if mode == "idle":
+        if scn.mode == "reload":
+            run["summary"] = _reload_summary(rounds)
+        elif mode == "idle":
             run["summary"] = {
                 "connections": rounds[0]["connections"] if rounds else 0,
                 "bytes_per_connection": _stats([r["bytes_per_connection"] for r in rounds]),
@@ -111,13 +215,17 @@ def build(scn, results, info, command, started, finished):
                      "rounds": scn.load.rounds, "modes": scn.load.modes, "users": scn.load.users,
                      "request_hosts": scn.load.request_hosts or scn.hosts, "path": scn.load.path},
             "idle": {"connections": scn.idle.connections},
+            "reload": ({"every_s": scn.reload.every_s, "trigger": scn.reload.trigger,
+                        "change": scn.reload.change, "weights": scn.reload.weights,
+                        "window_s": scn.reload.window_s, "cycle": scn.reload.cycle}
+                       if scn.mode == "reload" else None),
         },
         "command": command,
         "started": started.isoformat(timespec="seconds"),
         "finished": finished.isoformat(timespec="seconds"),
         "machine": info,
         "runs": runs,
-        "ratios": ratios(runs),
+        "ratios": ratios(runs) if scn.mode != "reload" else [],
     }
 
 
@@ -199,7 +307,9 @@ def plots(data, out):
     runs = data["runs"]
     rounds = scn["load"]["rounds"]
     scripts = {}
-    if scn["mode"] == "idle-connections":
+    if scn["mode"] == "reload":
+        scripts = _reload_plots(data, tmp)
+    elif scn["mode"] == "idle-connections":
         rows = []
         for r in runs:
             s = r["summary"]["bytes_per_connection"]
@@ -280,8 +390,9 @@ unset multiplot
 """
     names = []
     for name, body in scripts.items():
-        for ext, term in (("png", 'pngcairo size 1100,560 noenhanced font "Sans,10"'),
-                          ("svg", 'svg size 1100,560 dynamic noenhanced font "Sans,10" background "#ffffff"')):
+        h = _SIZES.get(name, 560)
+        for ext, term in (("png", f'pngcairo size 1100,{h} noenhanced font "Sans,10"'),
+                          ("svg", f'svg size 1100,{h} dynamic noenhanced font "Sans,10" background "#ffffff"')):
             target = os.path.join(out, f"{name}.{ext}")
             gp = os.path.join(tmp, f"{name}.{ext}.gp")
             with open(gp, "w") as f:
@@ -295,6 +406,61 @@ unset multiplot
                 raise PlotError(f"{gp}: {r.stderr.strip()[-1500:]}")
             names.append(f"{name}.{ext}")
     return names
+
+
+def _reload_plots(data, tmp):
+    scn, runs = data["scenario"], data["runs"]
+    kinds = [k for k in KIND_ORDER if any(k in r["summary"]["by_kind"] for r in runs)]
+    palette = ["#999999", "#cc4444", "#3366aa", "#339955"]
+    scripts = {}
+
+    def clustered(name, title, ylabel, value):
+        path = os.path.join(tmp, f"{name}.dat")
+        _write(path, [(r["label"], *[value(r["summary"]["by_kind"].get(k)) or 0 for k in kinds])
+                      for r in runs])
+        plot = ", \\\n     ".join(
+            f"{_q(path) if i == 0 else chr(39) * 2} using {i + 2}{':xtic(1)' if i == 0 else ''} "
+            f"title {_q(KIND_TITLES[k])} lc rgb {_q(palette[KIND_ORDER.index(k)])}"
+            for i, k in enumerate(kinds))
+        scripts[name] = f"""set title {_q(title)}
+set ylabel {_q(ylabel)}
+set style data histogram
+set style histogram clustered gap 1.5
+set style fill solid 0.9 border rgb "#333333"
+set grid ytics lc rgb "#dddddd"
+set yrange [0:*]
+set key top left
+plot {plot}
+"""
+    clustered("rps", f"{scn['name']}: requests/s per window kind (one wrk run each; medians of "
+              f"{scn['load']['rounds']} round(s))", "requests/s", lambda k: k and k["rps"])
+    clustered("latency", f"{scn['name']}: latency p99 per window kind (ms)", "milliseconds",
+              lambda k: k and k["latency_ms"]["99"])
+    panels = []
+    for i, r in enumerate(runs):
+        first = r["rounds"][0] if r["rounds"] else None
+        if not first:
+            continue
+        path = os.path.join(tmp, f"timeline-{i}.dat")
+        _write(path, first["timeline"])
+        shade = ["unset object"]
+        for j, w in enumerate(w for w in first["windows"] if w["kind"] != "steady"):
+            color = palette[KIND_ORDER.index(w["kind"])]
+            shade.append(f"set object {j + 1} rect from {w['start_s']}, graph 0 to {w['end_s']}, "
+                         f"graph 1 fc rgb {_q(color)} fs transparent solid 0.15 noborder behind")
+        panels += [f"set title {_q(r['label'])}", *shade,
+                   f"plot {_q(path)} using 1:2 notitle with lines lw 1.2 "
+                   f"lc rgb {_q(SERIES[1 + i % (len(SERIES) - 1)])}"]
+    if panels:
+        n = len([r for r in runs if r["rounds"]])
+        scripts["timeline"] = "\n".join([
+            f"set multiplot layout {n},1 title "
+            + _q(scn["name"] + ": requests/s per 100 ms over each proxy's first run (shaded: "
+                 "reload windows red, scrape windows blue/green)"),
+            'set xlabel "seconds into the measured run"', 'set ylabel "requests/s"',
+            'set grid lc rgb "#dddddd"', "set yrange [0:*]", *panels, "unset multiplot", ""])
+        _SIZES["timeline"] = max(560, 190 * n)
+    return scripts
 
 
 # ------------------------------------------------------------------------------------- markdown
@@ -325,7 +491,9 @@ def write_markdown(data, out, pictures):
     if scn["hosts"] > 1:
         lines.append(f"- hosts: {scn['hosts']:,} services and domain mappings; requests spread "
                      f"over {L['request_hosts']:,} of them")
-    if scn["mode"] == "idle-connections":
+    if scn["mode"] == "reload":
+        lines += _reload_markdown(data)
+    elif scn["mode"] == "idle-connections":
         lines += [f"- load: {scn['idle']['connections']:,} keep-alive connections opened, one "
                   f"request each, then held idle; resident memory (VmRSS of every proxy process) "
                   f"before and after; {L['rounds']} round(s)", ""]
@@ -433,11 +601,211 @@ def write_markdown(data, out, pictures):
         f.write("\n".join(lines))
 
 
+# bench/reload_scale.sh's targets for a reload of 10,000 services and mappings
+TARGET_RELOAD_MS = 300.0
+TARGET_EXTRA_MIB = 100.0
+TARGET_STARTUP_S = 1.0
+
+
+def _kmib(kib):
+    return kib / 1024.0
+
+
+def unloaded_verdicts(u):
+    lines = []
+    if u["latency_ms"]:
+        lat = u["latency_ms"]
+        lines.append(f"reload latency p50 {lat['50']:.1f} ms, p99 {lat['99']:.1f} ms, max "
+                     f"{lat['max']:.1f} ms: target < {TARGET_RELOAD_MS:g} ms "
+                     + ("met" if lat["max"] < TARGET_RELOAD_MS else "NOT met"))
+    if u["extra_kib_max"] is not None:
+        over = _kmib(u["over_start_kib_max"])
+        lines.append(f"memory while both tables exist: peak up to {_kmib(u['peak_kib_max']):.1f} "
+                     f"MiB, {over:.1f} MiB over the RSS after start-up and up to "
+                     f"{_kmib(u['extra_kib_max']):.1f} MiB over the RSS just before a reload: "
+                     f"target < {TARGET_EXTRA_MIB:g} MiB extra "
+                     + ("met" if over < TARGET_EXTRA_MIB else "NOT met")
+                     + " (judged on the first: memory freed by one reload is partly kept by the "
+                     "allocator and reused by the next)")
+    lines.append(f"start-up to ready {u['startup_s']:.3f} s: target < {TARGET_STARTUP_S:g} s "
+                 + ("met" if u["startup_s"] < TARGET_STARTUP_S else "NOT met"))
+    return lines
+
+
+def unloaded_markdown(u):
+    lines = ["## Start-up and reloads without load (bench/reload_scale.sh)", "",
+             f"revgate with {u['services']:,} services and {u['domain_mappings']:,} domain "
+             f"mappings (config {u['config_bytes'] / 1048576:.1f} MiB): start-up to the `ready` "
+             f"line {u['startup_s']:.3f} s, RSS then {_kmib(u['startup_rss_kib']):.1f} MiB (peak "
+             f"{_kmib(u['startup_hwm_kib']):.1f} MiB). Then {len(u['reloads'])} `POST /reload` in "
+             "a row, no load, the file alternating between two splits of every service; peak = "
+             "VmHWM while the reload ran (reset just before), extra = peak - RSS just before, "
+             "over start = peak - RSS after start-up.", ""]
+    lines += [f"- {v}" for v in unloaded_verdicts(u)]
+    lines += ["", "| # | split | latency ms | RSS before MiB | peak MiB | extra MiB | over start "
+              "MiB | RSS after MiB |", "|---|---|---|---|---|---|---|---|"]
+    for r in u["reloads"]:
+        lines.append(f"| {r['n']} | {r['split']} | {r['ms']:.1f} | {_kmib(r['rss_before_kib']):.1f} | "
+                     f"{_kmib(r['peak_kib']):.1f} | {_kmib(r['extra_kib']):.1f} | "
+                     f"{_kmib(r['over_start_kib']):.1f} | {_kmib(r['rss_after_kib']):.1f} |")
+    return lines
+
+
+
+def _mib(kib, fmt="{:.1f}"):
+    return _f(kib / 1024 if kib is not None else None, fmt)
+
+
+def _reload_markdown(data):
+    scn = data["scenario"]
+    L, R = scn["load"], scn["reload"]
+    runs = data["runs"]
+    change = ("the other split, " + "/".join(str(w) for w in R["weights"]) + " (and back)"
+              if R["change"] == "weights" else "the same file again")
+    lines = []
+    if data.get("unloaded"):
+        lines += ["", *unloaded_markdown(data["unloaded"]), "", "## The run under load", ""]
+    lines += [
+        f"- load: wrk {L['connections']} connections, {L['threads']} thread(s), keep-alive, "
+        f"{L['duration_s']:g} s measured after {L['warmup_s']:g} s warm-up, one run per proxy and "
+        f"interval, {L['rounds']} round(s) alternating the proxies",
+        f"- windows: {R['window_s']:g} s each, cycle {', '.join(R['cycle'])} (repeated); a "
+        "window's figures come from the 50 ms slices wholly inside it (the wrk script files each "
+        "response by completion time; latency = its send time echoed back by the backend)",
+        f"- each reload writes {change} over the config file, then: revgate `{R['trigger']}`"
+        + {"post": " (`POST /reload`, answered once every worker has the new table)",
+           "sighup": " (SIGHUP)", "rename": " (the rename alone: its inotify watch)"}[R["trigger"]]
+        + "; nginx `nginx -s reload`; HAProxy SIGUSR2 to its master (`-W`)",
+        "", "## Throughput and latency during reloads", "",
+        "Same run: steady windows against reload windows. Failed requests = wrk's socket errors "
+        "(connect/read/write/timeout) + non-2xx/3xx answers over the whole measured run. Reloads "
+        "done = applied according to the proxy's own log (revgate `post`: answered 200) / sent "
+        "by the harness; revgate's inotify watch also sees each rename and sometimes reloads on "
+        "its own first (when the next rename lands just before the next POST): counted apart.",
+        "",
+        "| proxy | every | reloads done / sent | steady req/s | req/s during reloads | ratio | "
+        "steady p50 / p99 ms | reloading p50 / p99 ms | p99 ratio | max ms (steady / reloading) | "
+        "failed requests |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        s = r["summary"]
+        st, rl = s["by_kind"].get("steady"), s["by_kind"].get("reload")
+        e = s["errors"]
+        failed = (f"**{e['failed']:,}** ({e['socket']:,} socket: " + ", ".join(
+            f"{k} {v}" for k, v in e["detail"].items() if v and k != "status")
+            + f"; {e['non_2xx_3xx']:,} non-2xx)") if e["failed"] else "0"
+        lat = lambda k, p: _f(k and k["latency_ms"][p], "{:.2f}")
+        lines.append(
+            f"| {r['label']} | {_f(s['every_ms'], '{:g} ms')} | "
+            f"{s['reloads']['applied']:,} / {s['reloads']['sent']:,}"
+            + (f" (+{s['reloads']['by_file_watch']} by its file watch)"
+               if s["reloads"].get("by_file_watch") else "") + " | "
+            f"{_f(st and st['rps'], '{:,.0f}')} | {_f(rl and rl['rps'], '{:,.0f}')} | "
+            f"{_f(s['rps_ratio'], '{:.3f}')} | {lat(st, '50')} / {lat(st, '99')} | "
+            f"{lat(rl, '50')} / {lat(rl, '99')} | {_f(s['p99_ratio'], '{:.2f}')} | "
+            f"{lat(st, 'max')} / {lat(rl, 'max')} | {failed} |")
+    lines += ["", "## Reload cost", "",
+              "Reload latency: revgate's `POST /reload`, request to answer (parse, validate, "
+              "compile, publish to every worker, all installed). nginx: the time of the "
+              "`nginx -s reload` command (it parses the config, then signals the master; the "
+              "reload itself is asynchronous). Interval achieved: mean time between two reload "
+              "starts in a window. Memory: VmHWM summed over the proxy's processes, reset at each "
+              "window's start; peak steady = the highest of the steady windows before any scrape "
+              "window (a scrape leaves its buffer behind), peak reloading = the highest of the "
+              "reload windows; extra = the most a reload window's peak exceeded the RSS at its "
+              "start (for revgate: old and new route table alive at once). nginx and HAProxy: "
+              "summed over master and workers, old ones included while they drain.", "",
+              "| proxy | every | reload latency p50 / p99 / max ms | interval achieved ms | "
+              "refused | start-up to ready s | RSS at start MiB | peak steady MiB | peak "
+              "reloading MiB | extra MiB | RSS after MiB |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        s = r["summary"]
+        rl = s["reloads"]
+        lm = rl["latency_ms"] or rl["command_ms"]
+        lat = (f"{lm['50']:.1f} / {lm['99']:.1f} / {lm['max']:.1f}" if lm else "-")
+        if rl["command_ms"]:
+            lat += " (command)"
+        m = s["memory"]
+        su = s["startup_s"]
+        lines.append(
+            f"| {r['label']} | {_f(s['every_ms'], '{:g} ms')} | {lat} | "
+            f"{_f(rl['interval_ms'], '{:.1f}')} | {rl['refused'] + rl['failed_answers']} | "
+            f"{_f(su and su['median'], '{:.3f}')} | {_mib(m['rss_start_kib'])} | "
+            f"{_mib(m['steady_peak_kib'])} | {_mib(m['reload_peak_kib'])} | "
+            f"{_mib(m['extra_kib'])} | {_mib(m['rss_end_kib'])} |")
+    errs = [(r["label"], r["summary"]["reloads"]["first_error"]) for r in runs
+            if r["summary"]["reloads"]["first_error"]]
+    for label, err in errs:
+        lines += ["", f"{label}: first refused reload: `{err[:300]}`"]
+    scraped = [r for r in runs if r["summary"]["scrapes"]]
+    if scraped:
+        lines += ["", "## Latency during admin scrapes", "",
+                  "Same run: steady windows against windows in which the admin listener is "
+                  "scraped back to back (revgate only).", "",
+                  "| proxy | scrape | scrapes | scrape ms p50 / max | MiB per scrape | steady p99 "
+                  "ms | p99 during scrapes ms | p99 ratio | req/s ratio | RSS after the first "
+                  "scrapes MiB |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in scraped:
+            s = r["summary"]
+            st = s["by_kind"].get("steady")
+            for kind, sc in s["scrapes"].items():
+                k = s["by_kind"].get(kind)
+                lines.append(
+                    f"| {r['label']} | `{sc['path']}` | {sc['count']} | {sc['ms_50']:.0f} / "
+                    f"{sc['ms_max']:.0f} | {sc['bytes'] / 1048576:.1f} | "
+                    f"{_f(st and st['latency_ms']['99'], '{:.2f}')} | "
+                    f"{_f(k and k['latency_ms']['99'], '{:.2f}')} | "
+                    f"{_f(s['scrape_p99_ratio'].get(kind), '{:.2f}')} | "
+                    f"{_f(k and st and k['rps'] and st['rps'] and k['rps'] / st['rps'], '{:.3f}')} | "
+                    f"{_mib(s['memory'].get('after_scrapes_kib'))} |")
+    lines += ["", "## Windows", "",
+              "Every window of each proxy's first round: kind, req/s (wrk's slices; the "
+              "backends' own count in brackets), p99 ms, reloads (or scrapes) in it.", ""]
+    for r in runs:
+        if not r["rounds"]:
+            continue
+        cells = []
+        for w in r["rounds"][0]["windows"]:
+            extra = (f", {w['reloads']} reloads" if w["kind"] == "reload"
+                     else f", {w['scrapes']} scrapes" if w["scrapes"] else "")
+            cells.append(f"{w['kind']} {_f(w['rps'], '{:,.0f}')} "
+                         f"({_f(w['backend_rps'], '{:,.0f}')}) p99 "
+                         f"{_f(w['latency_ms']['99'], '{:.2f}')}{extra}")
+        lines.append(f"- {r['label']}: " + "; ".join(cells))
+    lines += ["", "## Saturation check", "",
+              "CPU in % of one core, medians over rounds (proxy, backends and wrk share the "
+              "machine's cores: compare the ratios of one run).", "",
+              "| proxy | proxy CPU % | CPU s / 10k req | backends CPU % | wrk CPU % | host busy % |",
+              "|---|---|---|---|---|---|"]
+    for r in runs:
+        s = r["summary"]
+        lines.append(f"| {r['label']} | {_f(s['proxy_cpu_pct'], '{:.0f}')} | "
+                     f"{_f(s['proxy_cpu_seconds_per_10k'], '{:.3f}')} | "
+                     f"{_f(s['backend_cpu_pct'], '{:.0f}')} | {_f(s['wrk_cpu_pct'], '{:.0f}')} | "
+                     f"{_f(s['host_busy_pct'], '{:.0f}')} |")
+    return lines
+
+
 def summary_lines(data):
     """A short text summary for the terminal."""
     out = []
     for r in data["runs"]:
         s = r["summary"]
+        if data["scenario"]["mode"] == "reload":
+            st, rl = s["by_kind"].get("steady"), s["by_kind"].get("reload")
+            lat = s["reloads"]["latency_ms"]
+            out.append(f"  {r['label']:<28} steady {_f(st and st['rps'], '{:>9,.0f}')} req/s, "
+                       f"reloading {_f(rl and rl['rps'], '{:>9,.0f}')} req/s "
+                       f"({_f(s['rps_ratio'], '{:.3f}')}x), p99 {_f(st and st['latency_ms']['99'], '{:.2f}')}"
+                       f" / {_f(rl and rl['latency_ms']['99'], '{:.2f}')} ms, reloads "
+                       f"{s['reloads']['applied']}/{s['reloads']['sent']}"
+                       + (f" (p99 {lat['99']:.1f} ms)" if lat else "")
+                       + f", failed requests {s['errors']['failed']}")
+            for kind, ratio in s["scrape_p99_ratio"].items():
+                out.append(f"  {'':<28} p99 during {kind} scrapes / steady: {_f(ratio, '{:.2f}')}x")
+            continue
         if r["mode"] == "idle":
             b = s["bytes_per_connection"]
             out.append(f"  {r['label']:<28} {_f(b and b['median'], '{:>8,.0f}')} B per idle connection")

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from . import configs, load, processes, report, scenario as scenario_mod
+from . import configs, load, processes, reloads, report, scenario as scenario_mod
 from .processes import StartError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -68,6 +68,9 @@ def parse_args(argv):
     ap.add_argument("--connections", type=int, help="wrk connections (overrides load.connections)")
     ap.add_argument("--idle-connections", type=int,
                     help="idle connections to open (overrides idle.connections)")
+    ap.add_argument("--reload-every",
+                    help="mode reload: comma-separated reload intervals, e.g. 100ms,1s "
+                         "(overrides reload.every)")
     ap.add_argument("--only", help="comma-separated proxy names to run (default: all)")
     ap.add_argument("--revgate", default=os.environ.get("REVGATE_BIN")
                     or os.path.join(REPO, "build", "revgate"),
@@ -99,6 +102,18 @@ def apply_overrides(scn, args):
         if args.idle_connections < 1:
             errors.append("--idle-connections must be >= 1")
         scn.idle.connections = args.idle_connections
+    if getattr(args, "reload_every", None):
+        every = [scenario_mod.parse_duration(x) for x in args.reload_every.split(",") if x.strip()]
+        if scn.mode != "reload":
+            errors.append("--reload-every: only for mode: reload scenarios")
+        elif not every or any(e is None or e < 0.01 or e > scn.reload.window_s for e in every):
+            errors.append(f"--reload-every wants durations like 100ms,1s (10ms .. the window, "
+                          f"{scn.reload.window_s:g} s), got {args.reload_every!r}")
+        else:
+            scn.reload.every_s = list(dict.fromkeys(every))
+    if scn.mode == "reload" and scn.reload.windows(scn.load.duration_s) < len(scn.reload.cycle):
+        errors.append(f"--duration: too short for one cycle of {len(scn.reload.cycle)} windows of "
+                      f"{scn.reload.window_s:g} s")
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         known = [p.name for p in scn.proxies]
@@ -187,7 +202,7 @@ class Bench:
         for kind, tool in tools.items():
             if kind in kinds and not shutil.which(tool):
                 missing.append(f"{tool} (scripts/setup.sh --bench)")
-        if self.scn.mode == "throughput" and not shutil.which("wrk"):
+        if self.scn.mode != "idle-connections" and not shutil.which("wrk"):
             missing.append("wrk (scripts/setup.sh --bench)")
         if not shutil.which("gnuplot"):
             missing.append("gnuplot (scripts/setup.sh --bench)")
@@ -229,28 +244,35 @@ class Bench:
             return self.scn.idle.connections + 64
         return self.scn.load.connections + 64
 
+    def config_text(self, proxy, scn, port, d, error_log=None):
+        """(path, text, extra files) of the proxy's config for scenario `scn` in directory d."""
+        files = {}
+        if proxy.kind == "revgate":
+            path = os.path.join(d, "revgate.yaml")
+            text = configs.revgate_config(scn, proxy, self.backends, tls=self.tls)
+        elif proxy.kind == "nginx":
+            path = os.path.join(d, "nginx.conf")
+            nofile = processes.raise_nofile(0)
+            text = configs.nginx_config(scn, proxy, self.backends, port, d, tls=self.tls,
+                                        max_client_conns=self._max_client_conns(), nofile=nofile,
+                                        error_log=error_log,
+                                        error_level="notice" if scn.mode == "reload" else "warn")
+        else:
+            path = os.path.join(d, "haproxy.cfg")
+            text, files = configs.haproxy_config(scn, proxy, self.backends, port, d,
+                                                 tls=self.tls,
+                                                 max_client_conns=self._max_client_conns(),
+                                                 nofile=processes.raise_nofile(0))
+        return path, text, files
+
     def write_config(self, proxy, port=None, error_log=None):
         """Writes the proxy's config (and extra files) into a fresh directory; returns its path."""
         self.seq += 1
         d = os.path.join(self.work, f"{proxy.name}-{self.seq}")
         os.makedirs(os.path.join(d, "tmp"))
         os.chmod(d, 0o755)
-        if proxy.kind == "revgate":
-            path = os.path.join(d, "revgate.yaml")
-            text = configs.revgate_config(self.scn, proxy, self.backends, tls=self.tls)
-        elif proxy.kind == "nginx":
-            path = os.path.join(d, "nginx.conf")
-            nofile = processes.raise_nofile(0)
-            text = configs.nginx_config(self.scn, proxy, self.backends, port, d, tls=self.tls,
-                                        max_client_conns=self._max_client_conns(), nofile=nofile,
-                                        error_log=error_log)
-        else:
-            path = os.path.join(d, "haproxy.cfg")
-            text, files = configs.haproxy_config(self.scn, proxy, self.backends, port, d,
-                                                 tls=self.tls,
-                                                 max_client_conns=self._max_client_conns(),
-                                                 nofile=processes.raise_nofile(0))
-            configs.write_files(d, files)
+        path, text, files = self.config_text(proxy, self.scn, port, d, error_log)
+        configs.write_files(d, files)
         with open(path, "w") as f:
             f.write(text)
         keep = os.path.join(self.config_dir, f"{proxy.name}{os.path.splitext(path)[1] or '.conf'}")
@@ -274,44 +296,60 @@ class Bench:
         return None
 
     def start_proxy(self, proxy, tag):
-        """Starts the proxy; returns (child, port)."""
+        """Starts the proxy; returns (child, port). self.started then describes it: config
+        directory and file, logs, admin port (revgate), seconds from the start to ready."""
         log = os.path.join(self.logs, f"{proxy.name}-{tag}.log")
+        # mode: reload reports the start-up time, so poll finer (5 ms) there
+        poll = 0.005 if self.scn.mode == "reload" else 0.02
         for attempt in range(3):
             port = None if proxy.kind == "revgate" else processes.free_port()
-            d, path = self.write_config(proxy, port, error_log=log[:-4] + ".error.log")
+            error_log = log[:-4] + ".error.log"
+            d, path = self.write_config(proxy, port, error_log=error_log)
+            self.started = {"dir": d, "path": path, "log": log, "error_log": error_log,
+                            "admin_port": None, "startup_s": None, "port": port}
+            t0 = time.monotonic()
             if proxy.kind == "revgate":
                 child = self.sup.start([proxy.binary or self.revgate, "run", "-c", path],
                                        proxy.name, log)
                 try:
-                    processes.wait_for_log(child, r"ready: \d+ worker", timeout=120)
+                    processes.wait_for_log(child, r"ready: \d+ worker", timeout=120, poll=poll)
                 except StartError:
                     self.sup.stop(child)
                     raise
+                self.started["startup_s"] = time.monotonic() - t0
                 with open(log, errors="replace") as f:
                     text = f.read()
                 ports = re.findall(r"(https?) listening on \S+:(\d+)\s*$", text, re.M)
                 if not ports:
                     self.sup.stop(child)
                     raise StartError(f"{proxy.name}: no listening port in its log {log}")
+                admin = re.findall(r"admin listening on \S+:(\d+)\s*$", text, re.M)
+                self.started["admin_port"] = int(admin[-1]) if admin else None
+                self.started["port"] = int(ports[-1][1])
                 return child, int(ports[-1][1])
             if proxy.kind == "nginx":
                 argv = ["nginx", "-p", d, "-c", path, "-e", os.path.join(d, "error.log")]
+            elif self.scn.mode == "reload":
+                # master-worker mode: SIGUSR2 to the master reloads (a new worker, the old one
+                # soft-stops), the way Debian's haproxy.service reloads
+                argv = ["haproxy", "-W", "-db", "-f", path]
             else:
                 argv = ["haproxy", "-db", "-f", path]
             child = self.sup.start(argv, proxy.name, log)
             try:
-                processes.wait_for_port(child, port, timeout=60)
+                processes.wait_for_port(child, port, timeout=60, poll=poll)
             except StartError:
                 err = log[:-4] + ".error.log"
-                busy = "Address already in use" in (child.log_tail(50) + _read(err))
+                busy = "Address already in use" in (child.log_tail(50) + processes.read_text(err))
                 self.sup.stop(child)
                 if busy and attempt < 2:
                     continue       # someone took the free port meanwhile: another one
-                raise StartError(f"{proxy.name} did not start:\n{child.log_tail()}{_read(err)[-2000:]}")
+                raise StartError(f"{proxy.name} did not start:\n{child.log_tail()}{processes.read_text(err)[-2000:]}")
             if proxy.kind == "nginx":     # the master listens before its workers are forked
                 deadline = time.monotonic() + 10
                 while len(processes.tree(child.pid)) < 1 + proxy.workers and time.monotonic() < deadline:
-                    time.sleep(0.02)
+                    time.sleep(poll)
+            self.started["startup_s"] = time.monotonic() - t0
             return child, port
         raise StartError(f"{proxy.name}: no free port")
 
@@ -319,13 +357,18 @@ class Bench:
     def measure(self, proxy, mode, rnd, index, total):
         scn = self.scn
         label = f"[round {rnd}/{scn.load.rounds} | {index}/{total}] {proxy.name}"
-        if mode not in ("keepalive", "idle") or len(scn.load.modes) > 1:
+        if scn.mode == "reload":
+            if len(scn.reload.every_s) > 1:
+                label += f" [{mode}]"
+        elif mode not in ("keepalive", "idle") or len(scn.load.modes) > 1:
             label += f" {mode}"
         self.progress.update(f"{label}: starting")
-        child, port = self.start_proxy(proxy, f"r{rnd}-{mode}")
+        child, port = self.start_proxy(proxy, f"r{rnd}-{mode.replace(' ', '-')}")
         try:
             if mode == "idle":
                 return self._measure_idle(proxy, child, port, label)
+            if scn.mode == "reload":
+                return reloads.measure(self, proxy, mode, child, port, label, rnd)
             return self._measure_wrk(proxy, mode, child, port, label, rnd)
         finally:
             self.sup.stop(child)
@@ -454,14 +497,6 @@ def _pkey(p):
     return str(p) if p != int(p) else str(int(p))
 
 
-def _read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def main(argv):
     args = parse_args(argv)
     try:
@@ -500,34 +535,56 @@ def main(argv):
 
     processes.install_signal_handlers()
     command = "bench/run " + " ".join(shlex.quote(a) for a in argv)
-    code = 0
-    bench = None
-    try:
-        bench = Bench(scn, args, out, progress)
+    state = {}
+
+    def body():
+        state["bench"] = bench = Bench(scn, args, out, progress)
         missing = bench.check_tools()
         if missing:
             for m in missing:
                 print(f"bench/run: missing {m}", file=sys.stderr)
             return 2
-        started = datetime.datetime.now().astimezone()
-        info = machine_info(args.revgate)
+        state["started"] = datetime.datetime.now().astimezone()
+        state["info"] = machine_info(args.revgate)
         progress.line(f"bench {scn.name}: {len(scn.runs())} runs x {scn.load.rounds} rounds, "
                       f"report in {out}")
-        results = bench.run()
+        state["results"] = bench.run()
+        return None
+    code = guarded("bench/run", progress, body, lambda: state.get("bench"))
+    if code is not None:
+        return code
+    finished = datetime.datetime.now().astimezone()
+    return write_report(scn, state["results"], state["info"], command, state["started"],
+                        finished, out, progress)
+
+
+def guarded(name, progress, body, bench):
+    """Runs body() the way every entry point must: Ctrl-C (exit 128 + signal) and start or load
+    failures (exit 1) reported in one line, and every process started stopped in any case
+    (bench() gives the Bench, or None before there is one). Returns body()'s exit code, None
+    when it wants the report written."""
+    try:
+        return body()
     except processes.Interrupted as e:
         processes.ignore_signals()
-        progress.line(f"bench/run: {e}; stopping every process it started", always=True)
+        progress.line(f"{name}: {e}; stopping every process it started", always=True)
         return 128 + e.signum
     except (StartError, load.WrkError, OSError, ValueError, subprocess.CalledProcessError) as e:
         processes.ignore_signals()
-        progress.line(f"bench/run: {e}", always=True)
+        progress.line(f"{name}: {e}", always=True)
         return 1
     finally:
         processes.ignore_signals()   # a second Ctrl-C must not cut the cleanup short
-        if bench is not None:
-            bench.cleanup()
-    finished = datetime.datetime.now().astimezone()
+        if bench() is not None:
+            bench().cleanup()
+
+
+def write_report(scn, results, info, command, started, finished, out, progress, extra=None):
+    """report.json, the pictures and report.md; 1 when gnuplot failed, else 0. `extra`: more
+    top-level report.json entries (bench/reload_scale.sh's reloads without load)."""
+    code = 0
     data = report.build(scn, results, info, command, started, finished)
+    data.update(extra or {})
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(data, f, indent=2)
         f.write("\n")

@@ -8,6 +8,7 @@ and all of a file's errors are reported together (ScenarioError.errors). Unknown
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 
@@ -16,7 +17,14 @@ import yaml
 KINDS = ("revgate", "nginx", "haproxy")
 SPLIT_POLICIES = ("smooth", "random", "hash")
 LOAD_BALANCERS = ("ROUND_ROBIN", "LEAST_REQUEST")
-MODES = ("throughput", "idle-connections")
+MODES = ("throughput", "idle-connections", "reload")
+RELOAD_TRIGGERS = ("post", "sighup", "rename")
+RELOAD_CHANGES = ("weights", "none")
+WINDOW_KINDS = ("steady", "reload", "metrics", "services")
+# reload mode: the measured wrk run starts this long before the first window and outlasts the
+# last one by RELOAD_TAIL_S (connections opened, the last responses in)
+RELOAD_LEAD_S = 0.15
+RELOAD_TAIL_S = 0.1
 LOAD_MODES = ("keepalive", "close")
 MAX_DELAY_MS = 3_600_000
 LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -135,6 +143,31 @@ class Idle:
 
 
 @dataclasses.dataclass
+class Reload:
+    """mode: reload. One measured wrk run per proxy and interval; its time is cut into windows
+    of `window_s` that follow `cycle` (steady, reload, steady, reload, ...)."""
+    every_s: list = dataclasses.field(default_factory=lambda: [0.1])   # one run per interval
+    trigger: str = "post"       # revgate: post (POST /reload) | sighup | rename (inotify)
+    change: str = "weights"     # weights: alternate the split with `weights` | none: same file
+    weights: list = None        # the other split, one percent per revision
+    window_s: float = 2.0
+    cycle: list = dataclasses.field(default_factory=lambda: ["steady", "reload"])
+
+    def windows(self, duration_s):
+        """How many whole windows fit in a measured run of duration_s (wrk's whole seconds)."""
+        usable = max(1, round(duration_s)) - RELOAD_LEAD_S - RELOAD_TAIL_S
+        return int(usable / self.window_s + 1e-9)
+
+
+def every_label(seconds):
+    """100ms, 1s, 1.5s: a reload interval as written in a label."""
+    ms = seconds * 1000.0
+    if ms < 1000 or not float(seconds).is_integer():
+        return f"{ms:g}ms" if ms < 1000 else f"{seconds:g}s"
+    return f"{int(seconds)}s"
+
+
+@dataclasses.dataclass
 class Scenario:
     name: str
     path: str
@@ -146,6 +179,7 @@ class Scenario:
     proxies: list = dataclasses.field(default_factory=list)
     load: Load = dataclasses.field(default_factory=Load)
     idle: Idle = dataclasses.field(default_factory=Idle)
+    reload: Reload = dataclasses.field(default_factory=Reload)
 
     def configured_split(self):
         """{revision: percent} of the revisions that get traffic."""
@@ -170,8 +204,26 @@ class Scenario:
 
     def runs(self):
         """(proxy, load mode) pairs in the order of a round."""
-        modes = self.load.modes if self.mode == "throughput" else ["idle"]
+        if self.mode == "reload":
+            modes = [f"every {every_label(e)}" for e in self.reload.every_s]
+        else:
+            modes = self.load.modes if self.mode == "throughput" else ["idle"]
         return [(p, m) for p in self.proxies for m in modes]
+
+    def reload_every(self, mode):
+        """The reload interval (s) of a run's mode ("every 100ms")."""
+        for e in self.reload.every_s:
+            if mode == f"every {every_label(e)}":
+                return e
+        raise ValueError(f"not a reload mode: {mode!r}")
+
+    def alternate(self):
+        """The scenario with the other split of `reload.weights` (change: weights), or itself."""
+        if self.reload.change != "weights" or not self.reload.weights:
+            return self
+        revs = [dataclasses.replace(r, percent=w)
+                for r, w in zip(self.revisions, self.reload.weights)]
+        return dataclasses.replace(self, revisions=revs)
 
 
 # ------------------------------------------------------------------------------ YAML with lines
@@ -375,13 +427,15 @@ def parse_ms(value):
 
 # --------------------------------------------------------------------------------------- loading
 
-TOP_KEYS = {"name", "description", "mode", "tls", "hosts", "revisions", "proxies", "load", "idle"}
+TOP_KEYS = {"name", "description", "mode", "tls", "hosts", "revisions", "proxies", "load", "idle",
+            "reload"}
 REVISION_KEYS = {"name", "percent", "instances", "threads", "latency", "errorRate"}
 PROXY_KEYS = {"name", "kind", "workers", "splitPolicy", "hashOn", "loadBalancer", "binary",
               "accessLog"}
 LOAD_KEYS = {"connections", "threads", "duration", "warmup", "rounds", "timeout", "modes", "users",
              "requestHosts", "path"}
 IDLE_KEYS = {"connections"}
+RELOAD_KEYS = {"every", "trigger", "change", "weights", "window", "cycle"}
 INSTANCE_KEYS = {"latency", "errorRate", "threads"}
 
 
@@ -545,6 +599,13 @@ def loads(text, path="scenario.yaml"):
     if s.mode == "idle-connections" and s.tls:
         top.fail("tls", "idle-connections measures plain HTTP keep-alive connections only")
 
+    reload_raw = top.raw("reload")
+    if reload_raw is not None and s.mode != "reload":
+        top.fail("reload", f"only with mode: reload (this scenario's mode is {s.mode})")
+    elif s.mode == "reload":
+        _reload(c, top, s, reload_raw if reload_raw is not None else _Map(),
+                load_raw if isinstance(load_raw, dict) else _Map())
+
     # many hosts: nginx and HAProxy get one weighted upstream per service
     if s.hosts > 1:
         for i, p in enumerate(s.proxies):
@@ -638,3 +699,79 @@ def _latency(n, k):
         n.fail(k, f"must be a latency like 2ms, or {{p50: 2ms, p99: 20ms}}, got {raw!r}")
         return Latency()
     return Latency("fixed", fixed_ms=ms) if ms > 0 else Latency()
+
+
+def _reload(c, top, s, raw, load_raw):
+    """The `reload:` mapping of mode: reload, and what it needs of the rest of the file."""
+    n = c.mapping(raw, "reload", top.line_of("reload"))
+    if n is None:
+        return
+    R = s.reload
+    every = n.raw("every")
+    if every is not None:
+        items = every if isinstance(every, list) else [every]
+        seconds = [parse_duration(x) for x in items]
+        if (not items or any(x is None or x < 0.01 for x in seconds)
+                or len(set(seconds)) != len(seconds)):
+            n.fail("every", "must be a duration like 100ms or 1s (>= 10ms), or a list of "
+                            f"distinct ones (one run per interval), got {every!r}")
+        else:
+            R.every_s = seconds
+    R.trigger = n.choice("trigger", R.trigger, RELOAD_TRIGGERS)
+    R.change = n.choice("change", R.change, RELOAD_CHANGES)
+    R.window_s = n.duration("window", R.window_s, lo=0.1)
+    cycle = n.raw("cycle")
+    if cycle is not None:
+        if (not isinstance(cycle, list) or any(k not in WINDOW_KINDS for k in cycle)
+                or "steady" not in cycle or len(set(cycle)) < 2):
+            n.fail("cycle", f"must be a list of {', '.join(WINDOW_KINDS)} with steady and at "
+                            f"least one other kind, got {cycle!r}")
+        else:
+            R.cycle = list(cycle)
+    weights = n.raw("weights")
+    if R.change == "weights":
+        if weights is None:
+            R.weights = _default_weights(s.revisions)
+            if R.weights is None and s.revisions:
+                c.error(n.line, "reload.weights",
+                        "required here: change: weights needs two revisions and a first one with "
+                        "traffic to move (or give the other split, e.g. [80, 20])")
+        elif (not isinstance(weights, list) or len(weights) != len(s.revisions)
+              or any(isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 100
+                     for w in weights) or sum(weights) != 100):
+            n.fail("weights", f"must be {len(s.revisions)} integer percents (one per revision, "
+                              f"in their order) that sum to 100, got {weights!r}")
+        elif [r.percent for r in s.revisions] == list(weights):
+            n.fail("weights", "is the revisions' own split: nothing would change (use "
+                              "change: none to reload an unchanged file)")
+        else:
+            R.weights = list(weights)
+    elif weights is not None:
+        n.fail("weights", "only with change: weights")
+    n.done(RELOAD_KEYS)
+
+    if any(e > R.window_s for e in R.every_s):
+        n.fail("every", f"must not exceed the window ({R.window_s:g} s): a reload window would "
+                        "see no reload")
+    need = len(R.cycle)
+    if R.windows(s.load.duration_s) < need:
+        lines = getattr(load_raw, "key_lines", None) or {}
+        c.error(lines.get("duration", top.line_of("load")), "load.duration",
+                f"too short for one cycle of {need} windows of {R.window_s:g} s "
+                f"({', '.join(R.cycle)}): give at least "
+                f"{math.ceil(need * R.window_s + RELOAD_LEAD_S + RELOAD_TAIL_S):g}s")
+    if s.load.modes != ["keepalive"]:
+        lines = getattr(load_raw, "key_lines", None) or {}
+        c.error(lines.get("modes", top.line_of("load")), "load.modes",
+                "mode: reload measures keep-alive load only (leave modes out)")
+
+
+def _default_weights(revisions):
+    """90/10 -> 80/20: up to 10 points moved from the first revision to the last."""
+    if len(revisions) < 2 or revisions[0].percent == 0:
+        return None
+    moved = min(10, revisions[0].percent)
+    out = [r.percent for r in revisions]
+    out[0] -= moved
+    out[-1] += moved
+    return out

@@ -122,8 +122,8 @@ class Scenarios(unittest.TestCase):
     def test_shipped_scenarios_parse(self):
         names = sorted(os.listdir(os.path.join(BENCH, "scenarios")))
         self.assertEqual(names, ["canary-90-10.yaml", "idle-connections.yaml", "many-hosts.yaml",
-                                 "observability-cost.yaml", "policies.yaml", "skewed-latency.yaml",
-                                 "tls.yaml"])
+                                 "observability-cost.yaml", "policies.yaml", "reload-10k.yaml",
+                                 "reload.yaml", "skewed-latency.yaml", "tls.yaml"])
         os.environ["REVGATE_BASELINE"] = REVGATE_BIN  # observability-cost names a baseline build
         self.addCleanup(os.environ.pop, "REVGATE_BASELINE", None)
         by = {n[:-5]: scenario.load(os.path.join(BENCH, "scenarios", n)) for n in names}
@@ -143,6 +143,20 @@ class Scenarios(unittest.TestCase):
         sticky = [p for p in by["policies"].proxies if p.split_policy == "hash"]
         self.assertTrue(sticky and all(p.hash_on.name == "X-User" for p in sticky))
         self.assertEqual(by["policies"].load.users, 1000)
+        rl = by["reload"]
+        self.assertEqual(rl.mode, "reload")
+        self.assertEqual([p.kind for p in rl.proxies], ["revgate", "nginx", "haproxy"])
+        self.assertEqual(rl.reload.every_s, [0.1, 1.0])
+        self.assertEqual((rl.reload.trigger, rl.reload.change, rl.reload.weights),
+                         ("post", "weights", [80, 20]))
+        self.assertEqual([m for _, m in rl.runs()][:2], ["every 100ms", "every 1s"])
+        self.assertEqual(rl.alternate().configured_split(), {"stable": 80, "canary": 20})
+        big = by["reload-10k"]
+        self.assertEqual(big.hosts, 10000)
+        self.assertEqual(big.reload.cycle, ["steady", "reload", "steady", "metrics", "steady",
+                                            "services"])
+        self.assertGreaterEqual(big.reload.windows(big.load.duration_s), 6)
+        self.assertEqual(big.reload.every_s, [0.1, 1.0])
         skewed = by["skewed-latency"]
         self.assertIn("LEAST_REQUEST", [p.load_balancer for p in skewed.proxies])
         stable = skewed.revisions[0]
@@ -247,6 +261,90 @@ class Scenarios(unittest.TestCase):
             hosts: 100
             """)
         self.assertIn("with hosts > 1, nginx supports splitPolicy smooth", "\n".join(errors))
+
+    def test_reload_mode_keys(self):
+        s = scenario.load(self.write("""\
+            mode: reload
+            revisions:
+              - {name: a, percent: 90}
+              - {name: b, percent: 10}
+            proxies: [{kind: revgate}, {kind: nginx}]
+            reload: {every: 250ms, trigger: sighup, window: 1s, cycle: [steady, reload, metrics]}
+            load: {duration: 4s}
+            """))
+        self.assertEqual(s.reload.every_s, [0.25])
+        self.assertEqual(s.reload.weights, [80, 20])      # default: 10 points first -> last
+        self.assertEqual(s.reload.trigger, "sighup")
+        self.assertEqual(s.reload.windows(4.0), 3)
+        self.assertEqual([m for _, m in s.runs()], ["every 250ms", "every 250ms"])
+        self.assertEqual(scenario.loads("mode: reload\nrevisions: [{name: a, percent: 100}]\n"
+                                        "proxies: [{kind: revgate}]\nreload: {change: none}\n",
+                                        "one.yaml").reload.weights, None)
+
+    def test_reload_mode_errors_name_the_key_and_line(self):
+        errors = self.errors_of("""\
+            mode: reload
+            revisions:
+              - {name: a, percent: 90}
+              - {name: b, percent: 10}
+            proxies: [{kind: revgate}]
+            reload:
+              every: [100ms, 5ms]
+              trigger: http
+              weights: [50, 40]
+              window: 1s
+              cycle: [reload, scrape]
+              evry: 1s
+            load:
+              duration: 2s
+              modes: [close]
+            """)
+        text = "\n".join(errors)
+        for line in ("s.yaml:7: reload.every: must be a duration like 100ms or 1s (>= 10ms)",
+                     "s.yaml:8: reload.trigger: must be one of post, sighup, rename, got 'http'",
+                     "s.yaml:9: reload.weights: must be 2 integer percents",
+                     "s.yaml:11: reload.cycle: must be a list of steady, reload, metrics, "
+                     "services with steady",
+                     "s.yaml:12: reload.evry: unknown key (did you mean every?)",
+                     "s.yaml:15: load.modes: mode: reload measures keep-alive load only"):
+            self.assertIn(line, text)
+        errors = self.errors_of("""\
+            revisions: [{name: a, percent: 100}]
+            proxies: [{kind: revgate}]
+            reload: {every: 1s}
+            """)
+        self.assertEqual(errors, ["s.yaml:3: reload: only with mode: reload (this scenario's "
+                                  "mode is throughput)"])
+        errors = self.errors_of("""\
+            mode: reload
+            revisions: [{name: a, percent: 90}, {name: b, percent: 10}]
+            proxies: [{kind: revgate}]
+            reload: {window: 2s, every: 3s, weights: [90, 10]}
+            load:
+              duration: 3s
+            """)
+        text = "\n".join(errors)
+        self.assertIn("s.yaml:4: reload.weights: is the revisions' own split", text)
+        self.assertIn("s.yaml:4: reload.every: must not exceed the window (2 s)", text)
+        self.assertIn("s.yaml:6: load.duration: too short for one cycle of 2 windows of 2 s "
+                      "(steady, reload): give at least 5s", text)
+
+    def test_window_figures_and_percentiles(self):
+        from bench_harness import load
+        # two 50 ms slices at t = 10.00 s and 10.05 s: 100 responses at ~1 ms, 1 at ~20 ms
+        b1, b20 = int(load.math.log(1000) * 100), int(load.math.log(20000) * 100)
+        result = {"slice_us": 50000, "slice_n": {"200": 60, "201": 41},
+                  "slice_bad": {"201": 1},
+                  "slice_h": {str(200 * 4096 + b1): 60, str(201 * 4096 + b1): 40,
+                              str(201 * 4096 + b20): 1}}
+        slices, width = load.slices_of(result)
+        f = load.window_figures(slices, width, 10.0, 10.1)
+        self.assertEqual((f["requests"], f["non_2xx_3xx"], f["seconds"]), (101, 1, 0.1))
+        self.assertAlmostEqual(load.hist_percentile_ms(f["hist"], 50), 1.0, delta=0.02)
+        self.assertAlmostEqual(load.hist_percentile_ms(f["hist"], 99.5), 20.0, delta=0.3)
+        # a window that cuts a slice leaves it out; an empty slice inside counts as time
+        self.assertEqual(load.window_figures(slices, width, 10.01, 10.1)["requests"], 41)
+        self.assertEqual(load.window_figures(slices, width, 10.0, 10.2)["seconds"], 0.2)
 
     def test_bench_run_reports_scenario_errors_and_exits_2(self):
         path = self.write("""\
@@ -506,6 +604,88 @@ class Runs(unittest.TestCase):
         self.assertIn("cpu", data["machine"])
         for name in ("revgate.yaml", "nginx.conf", "haproxy.cfg", "load-keepalive.lua"):
             self.assertTrue(os.path.exists(os.path.join(out, "configs", name)), name)
+
+    def test_reload_run(self):
+        path = self.write(textwrap.dedent("""\
+            name: tiny-reload
+            mode: reload
+            revisions:
+              - {name: rev-a, percent: 90}
+              - {name: rev-b, percent: 10}
+            proxies:
+              - kind: revgate
+              - kind: nginx
+              - kind: haproxy
+            reload: {every: 50ms, window: 250ms, cycle: [steady, reload, metrics]}
+            load: {connections: 4, duration: 1s, warmup: 0, rounds: 1}
+            """))
+        r, out = self.run_bench(path)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}")
+        self.assert_no_leftovers()
+        self.assertRegex(r.stderr, r"revgate: steady [\d,]+ req/s p99 [\d.]+ ms, reloading")
+        self.assert_pictures(out, ("rps", "latency", "timeline"))
+        with open(os.path.join(out, "report.md")) as f:
+            md = f.read()
+        for part in ("## Throughput and latency during reloads", "## Reload cost",
+                     "## Latency during admin scrapes", "| revgate | 50 ms |", "## Windows"):
+            self.assertIn(part, md)
+        with open(os.path.join(out, "report.json")) as f:
+            data = json.load(f)
+        self.assertEqual(data["scenario"]["reload"]["cycle"], ["steady", "reload", "metrics"])
+        self.assertEqual([x["label"] for x in data["runs"]], ["revgate", "nginx", "haproxy"])
+        for run in data["runs"]:
+            s = run["summary"]
+            with self.subTest(proxy=run["label"]):
+                self.assertGreater(s["by_kind"]["steady"]["rps"], 0)
+                self.assertGreater(s["by_kind"]["reload"]["rps"], 0)
+                self.assertGreater(s["rps_ratio"], 0)
+                for kind in ("steady", "reload"):
+                    self.assertGreater(s["by_kind"][kind]["latency_ms"]["99"], 0)
+                    self.assertGreater(s["by_kind"][kind]["latency_ms"]["50"], 0)
+                self.assertGreater(s["reloads"]["sent"], 0)
+                self.assertIn("failed", s["errors"])
+                self.assertGreater(s["startup_s"]["median"], 0)
+                self.assertGreater(s["memory"]["reload_peak_kib"], 1000)
+                self.assertIsNotNone(s["memory"]["extra_kib"])
+                self.assertEqual([w["kind"] for w in run["rounds"][0]["windows"]],
+                                 ["steady", "reload", "metrics" if run["kind"] == "revgate"
+                                  else "steady"])
+        rg = data["runs"][0]["summary"]
+        self.assertEqual(rg["errors"]["failed"], 0, "revgate lost requests during reloads")
+        self.assertEqual(rg["reloads"]["applied"], rg["reloads"]["sent"])
+        self.assertEqual(rg["reloads"]["failed_answers"] + rg["reloads"]["refused"], 0)
+        self.assertEqual(rg["reloads"]["latency_ms"]["count"], rg["reloads"]["sent"])
+        self.assertGreater(rg["reloads"]["latency_ms"]["99"], 0)
+        self.assertGreater(rg["scrapes"]["metrics"]["count"], 0)
+        self.assertIn("metrics", rg["scrape_p99_ratio"])
+        for name in ("revgate.yaml", "revgate-reload-alternate.yaml", "nginx.conf",
+                     "haproxy-reload-alternate.cfg", "load-reload.lua"):
+            self.assertTrue(os.path.exists(os.path.join(out, "configs", name)), name)
+        with open(os.path.join(out, "configs", "revgate-reload-alternate.yaml")) as f:
+            alternate = yaml.safe_load(f)
+        self.assertEqual([t["percent"] for t in alternate["services"][0]["traffic"]], [80, 20])
+
+    def test_reload_scale_script(self):
+        out = os.path.join(self.dir, "scale")
+        r = subprocess.run([os.path.join(BENCH, "reload_scale.sh"), "--services", "50",
+                            "--reloads", "3", "--pause", "50ms", "--no-load", "--out", out,
+                            "--revgate", REVGATE_BIN], capture_output=True, text=True,
+                           env=self.env, timeout=120, start_new_session=True)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}")
+        self.assert_no_leftovers()
+        self.assertRegex(r.stderr, r"start-up: [\d.]+ s to ready \(50 services")
+        self.assertRegex(r.stderr, r"reload  3/3 \(80/20\): +[\d.]+ ms, RSS before")
+        self.assertIn("target < 300 ms", r.stderr)
+        with open(os.path.join(out, "report.json")) as f:
+            u = json.load(f)["unloaded"]
+        self.assertEqual(u["services"], 50)
+        self.assertEqual([x["split"] for x in u["reloads"]], ["80/20", "90/10", "80/20"])
+        self.assertEqual([x["generation"] for x in u["reloads"]], [2, 3, 4])
+        for x in u["reloads"]:
+            self.assertGreater(x["ms"], 0)
+            self.assertGreaterEqual(x["peak_kib"], x["rss_before_kib"])
+        with open(os.path.join(out, "report.md")) as f:
+            self.assertIn("| 3 | 80/20 |", f.read())
 
     def test_idle_connections_run(self):
         path = self.write(TINY.replace("name: tiny", "name: idle\nmode: idle-connections")

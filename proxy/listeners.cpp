@@ -16,7 +16,8 @@ using tcp = asio::ip::tcp;
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 std::expected<Acceptor, std::string> bind_acceptor(asio::io_context& io, const std::string& host,
-                                                   std::uint16_t port, bool share_port) {
+                                                   std::uint16_t port, bool share_port,
+                                                   bool listen) {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(host, ec);
   if (ec) return std::unexpected("bad address " + host);
@@ -35,9 +36,22 @@ std::expected<Acceptor, std::string> bind_acceptor(asio::io_context& io, const s
   }
   acceptor.bind(endpoint, ec);
   if (ec) return failed();
-  acceptor.listen(4096, ec);
-  if (ec) return failed();
+  if (listen) {
+    if (auto listening = start_listening(acceptor); !listening) {
+      return std::unexpected(listening.error());
+    }
+  }
   return acceptor;
+}
+
+std::expected<void, std::string> start_listening(Acceptor& acceptor) {
+  boost::system::error_code ec;
+  acceptor.listen(4096, ec);
+  if (!ec) return {};
+  const auto why = ec.message();
+  const auto local = acceptor.local_endpoint(ec);
+  return std::unexpected(
+      fmt::format("cannot listen on {}:{}: {}", local.address().to_string(), local.port(), why));
 }
 
 ListenerSet::~ListenerSet() = default;
@@ -96,7 +110,7 @@ std::expected<std::vector<Acceptor>, std::string> ListenerSet::bind_everywhere(
   std::vector<Acceptor> acceptors;
   port = config.port;
   for (Worker* worker : workers_) {
-    auto acceptor = bind_acceptor(worker->io(), config.host, port, true);
+    auto acceptor = bind_acceptor(worker->io(), config.host, port, true, false);
     if (!acceptor) return std::unexpected(acceptor.error());
     port = acceptor->local_endpoint().port();
     acceptors.push_back(std::move(*acceptor));
@@ -121,9 +135,13 @@ std::expected<std::unique_ptr<ListenerSet::Plan>, std::string> ListenerSet::plan
   for (const auto& listener : config.listeners) {
     auto& entry = plan->entries.emplace_back();
     // The same socket serves on: same address, and for "any free port" the same name as well.
+    // A listener started on port 0 whose config now names the port it got keeps its socket.
     for (std::size_t i = 0; i < running_.size(); ++i) {
       const auto& running = running_[i]->config;
-      if (claimed[i] || running.host != listener.host || running.port != listener.port) continue;
+      if (claimed[i] || running.host != listener.host) continue;
+      const bool same_port = running.port == listener.port ||
+                             (listener.port != 0 && listener.port == running_[i]->port);
+      if (!same_port) continue;
       if (listener.port == 0 && running.name != listener.name) continue;
       claimed[i] = true;
       entry.kept = i;
@@ -191,6 +209,13 @@ std::vector<std::vector<ListenerChange>> ListenerSet::commit(std::unique_ptr<Pla
       listener = std::move(entry.next);
       listener->id = static_cast<std::uint32_t>(names_.size());
       names_.push_back(listener->config.name);
+    }
+    // Only now do the new sockets listen: a plan that is dropped must not have taken (and, by
+    // closing, reset) connections the kernel would have queued on them.
+    for (auto& acceptor : entry.acceptors) {
+      if (auto listening = start_listening(acceptor); !listening) {
+        log_error("listener {}: {}", listener->config.name, listening.error());
+      }
     }
     new_acceptors.push_back(std::move(entry.acceptors));
     next.push_back(std::move(listener));

@@ -18,10 +18,13 @@
 
 namespace revgate::proxy {
 
-// Binds host:port on `io`, listening; `share_port` sets SO_REUSEPORT (one socket per worker).
+// Binds host:port on `io`; `share_port` sets SO_REUSEPORT (one socket per worker). With
+// `listen` false the socket is bound only: it takes no connection (the kernel spreads SYNs only
+// over listening sockets of a SO_REUSEPORT group) until start_listening.
 std::expected<Acceptor, std::string> bind_acceptor(boost::asio::io_context& io,
                                                    const std::string& host, std::uint16_t port,
-                                                   bool share_port);
+                                                   bool share_port, bool listen = true);
+std::expected<void, std::string> start_listening(Acceptor& acceptor);
 
 class ListenerSet {
  public:

@@ -138,11 +138,16 @@ class Process:
             self.popen.send_signal(sig)
 
     def wait(self, timeout):
-        """Exit code, or None when still running after `timeout` seconds."""
+        """Exit code, or None when still running after `timeout` seconds.
+
+        Once the process has exited, its last stderr lines are read before this returns, so
+        stderr_text() holds everything it wrote."""
         try:
-            return self.popen.wait(timeout)
+            code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        self._reader.join(5)
+        return code
 
     def kill(self):
         if self.popen.poll() is None:
@@ -657,6 +662,19 @@ class IntegrationTest(unittest.TestCase):
     """Base class: temp dir, process tracking, and factories that clean up after themselves."""
 
     maxDiff = 4000
+
+    def eventually(self, read, expected, what, timeout=3.0, interval=0.05):
+        """read() until it returns `expected`, then asserts it. A request is counted once its
+        response is written, a moment after the client may have read it; metrics are merged
+        from the workers when scraped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = read()
+            if got == expected or time.monotonic() > deadline:
+                break
+            time.sleep(interval)
+        self.assertEqual(got, expected, what)
+        return got
 
     def setUp(self):
         if not os.access(REVGATE_BIN, os.X_OK):

@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -439,6 +440,90 @@ class ListenerTest(LiveReloadBase):
         names = {l.get("listener") for n, l, v in proxy.metrics()
                  if n == "revgate_downstream_connections_accepted_total"}
         self.assertIn("www", names)
+
+    def test_a_port_0_listener_given_its_port_keeps_its_socket_and_refusals_reset_nothing(self):
+        proxy = self.start_revgate(self.config([{"name": "http", "address": f"{LOOPBACK}:0"}]))
+        port = proxy.port
+        failures, served = [], [0]
+        stop = threading.Event()
+
+        def new_connection_each_request():
+            while not stop.is_set():
+                try:
+                    with RawConnection(port, timeout=5) as conn:
+                        if conn.request(host=HELLO).status == 200:
+                            served[0] += 1
+                except OSError as e:
+                    failures.append(repr(e))
+        thread = threading.Thread(target=new_connection_each_request, daemon=True)
+        thread.start()
+        named = self.config([{"name": "http", "address": f"{LOOPBACK}:{port}"}])
+        # A reload refused after its listeners were planned (an upstream CA file that does not
+        # load): what it bound for the listener must not have taken connections and reset them.
+        self.write_file("broken-ca.crt", "-----BEGIN CERTIFICATE-----\nnot base64\n")
+        refused = json.loads(json.dumps(named))
+        refused["services"][0]["revisions"][0]["endpoints"] = [
+            "https://" + self.echo.address]
+        refused["services"][0]["revisions"][0]["tls"] = {"caFile": "broken-ca.crt"}
+        mark = proxy.line_count()
+        for i in range(20):
+            self.write_config(refused if i % 2 else named)
+            status, body = self.post_reload(proxy)
+            self.assertEqual(status, 422 if i % 2 else 200, body)
+        time.sleep(0.2)
+        stop.set()
+        thread.join(10)
+        self.assertEqual(failures, [], "every connection was accepted and served")
+        self.assertGreater(served[0], 20)
+        self.assertIsNone(proxy.wait_for_line(r"listener http .* removed", 0, start=mark),
+                          proxy.describe())
+
+    def test_a_listener_of_a_reload_still_in_progress_takes_no_connection(self):
+        proxy = self.start_revgate(self.config([{"name": "http", "address": f"{LOOPBACK}:0"}]))
+        extra = free_port()
+        fifo = os.path.join(self.tmpdir, "ca.crt")
+        os.mkfifo(fifo)
+        config = self.config([{"name": "http", "address": f"{LOOPBACK}:{proxy.port}"},
+                              {"name": "extra", "address": f"{LOOPBACK}:{extra}"}])
+        config["services"][0]["revisions"][0]["endpoints"] = ["https://" + self.echo.address]
+        config["services"][0]["revisions"][0]["tls"] = {"caFile": "ca.crt"}
+        self.write_config(config)
+        answer = {}
+        reload = threading.Thread(target=lambda: answer.update(r=self.post_reload(proxy, 30)),
+                                  daemon=True)
+        reload.start()
+        # The config's validation opens the CA file and closes it; then, after the listeners are
+        # bound, OpenSSL opens it and waits for its content: that second reader is the one
+        # that stays.
+        deadline = time.monotonic() + 10
+        writer = None
+        while writer is None and time.monotonic() < deadline:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet
+                time.sleep(0.02)
+                continue
+            time.sleep(0.2)
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            if any(events & select.POLLERR for _, events in poller.poll(0)):
+                os.close(fd)  # that reader went away
+            else:
+                writer = fd
+        self.assertIsNotNone(writer, "the reload never waited in the read of the CA file")
+        try:
+            with self.assertRaises(ConnectionRefusedError,
+                                   msg="a connection taken now would be reset if the reload fails"):
+                socket.create_connection((LOOPBACK, extra), timeout=2).close()
+        finally:
+            os.write(writer, b"-----BEGIN CERTIFICATE-----\nnot base64\n")
+            os.close(writer)
+        reload.join(30)
+        self.assertEqual(answer["r"][0], 422, answer)
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection((LOOPBACK, extra), timeout=2).close()
+        self.assertEqual(self.split(proxy.port, 5), {"hello-00001": 5})
+        proxy.kill()  # a watch-triggered reload may be waiting on the FIFO again
 
 
 # --------------------------------------------------------------- endpoints and other settings

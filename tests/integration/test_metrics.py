@@ -33,17 +33,6 @@ class MetricsTest(IntegrationTest):
         self.proxy = self.start_revgate(config)
         return self.proxy
 
-    def eventually(self, read, expected, what, timeout=2.0):
-        """read() until it returns `expected` (metrics are merged from the workers)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = read()
-            if got == expected or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        self.assertEqual(got, expected, what)
-        return got
-
     def test_requests_total_per_revision_equals_what_the_backends_saw(self):
         proxy = self.start_split()
         conn = self.http_connection(proxy.port)

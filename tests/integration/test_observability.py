@@ -106,16 +106,6 @@ class ObservabilityTest(IntegrationTest):
             out.append(obj)
         return out
 
-    def eventually(self, read, expected, what, timeout=3.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            got = read()
-            if got == expected or time.monotonic() > deadline:
-                break
-            time.sleep(0.03)
-        self.assertEqual(got, expected, what)
-        return got
-
     def refusing_endpoint(self):
         """host:port of a loopback socket that is bound but not listening, kept until the test
         ends: connecting is refused, and no other process (this proxy's own listener included)

@@ -96,14 +96,8 @@ class PrometheusScrapeTest(IntegrationTest):
         return data["result"]
 
     def wait_for(self, read, expected, what, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            got = read()
-            if got == expected or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
-        self.assertEqual(got, expected, what)
-        return got
+        """Prometheus scrapes every 250 ms: wait for what it stored."""
+        return self.eventually(read, expected, what, timeout, interval=0.25)
 
     def requests_by_version(self):
         """istio_requests_total as Prometheus stores it, summed by destination_version here."""

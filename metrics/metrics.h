@@ -1,6 +1,7 @@
 // Request metrics with Istio's names (SPEC.md section 7). Each worker thread owns one
 // WorkerShard and records into it without locks or atomics; a scrape copies every shard on its
-// own thread (the proxy posts the copy to each worker), merges the copies and renders them.
+// own thread (the proxy posts the copy to each worker), merges the copies and renders them
+// (prometheus_text.h).
 // The DestinationCatalog is the one shared piece: written on config load, read at scrape time.
 #pragma once
 
@@ -99,6 +100,10 @@ class WorkerShard {
   void connection_opened(std::uint32_t listener);
   void connection_closed(std::uint32_t listener);
 
+  // The figures without the lookup index (a few flat copies, no allocation per destination):
+  // what the worker hands to a scrape, whose merge builds its own index. Only to merge from:
+  // recording into it would not find its label sets.
+  WorkerShard counts() const;
   // Add another shard's figures into this one (scrape time).
   void merge(const WorkerShard& other);
 
@@ -182,13 +187,5 @@ struct ProcessView {
   std::vector<RolloutGauge> rollouts;  // revgate_rollout_in_progress
   bool draining = false;               // revgate_draining: SIGTERM received
 };
-
-// Prometheus text exposition format 0.0.4 of the merged shard plus the process view.
-std::string render_prometheus(const WorkerShard& merged, const std::vector<Destination>& catalog,
-                              const ProcessView& process);
-// The same text into `out` (its contents replaced, its capacity kept): a scrape handler that
-// keeps one buffer across scrapes avoids faulting in tens of MB of fresh pages each time.
-void render_prometheus_to(std::string& out, const WorkerShard& merged,
-                          const std::vector<Destination>& catalog, const ProcessView& process);
 
 }  // namespace revgate::metrics

@@ -3,7 +3,11 @@
 #include <optional>
 
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -24,6 +28,8 @@ namespace {
 
 // A PATCH body is one service's traffic list; anything near this size is not one.
 constexpr std::uint64_t kMaxRequestBody = 1024 * 1024;
+// A streamed body's pieces: small enough to stay in cache, large enough for few writes.
+constexpr std::size_t kStreamChunkBytes = 256 * 1024;
 
 // One admin connection: read a request, answer it, repeat while keep-alive.
 class AdminSession : public std::enable_shared_from_this<AdminSession> {
@@ -86,10 +92,9 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
                  : respond(http::status::service_unavailable, "text/plain", "not ready\n");
     }
     if (path == "/metrics") {
-      return handlers_->metrics([self = shared_from_this()](std::string text) {
-        self->recycle_body_ = true;
-        self->respond(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
-                      std::move(text));
+      return handlers_->metrics([self = shared_from_this()](BodySource text) {
+        self->stream(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+                     std::move(text));
       });
     }
     respond(http::status::not_found, "text/plain", "not found\n");
@@ -108,13 +113,54 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     if (request_.method() == http::verb::head) response_.body().clear();
     http::async_write(socket_, response_,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                        if (self->recycle_body_) {
-                          self->recycle_body_ = false;
-                          if (self->handlers_->recycle) {
-                            self->handlers_->recycle(std::move(self->response_.body()));
-                          }
-                        }
                         if (ec || !self->response_.keep_alive()) return self->close();
+                        self->read();
+                      });
+  }
+
+  // A body of unknown length in chunked encoding, one piece in memory at a time, each written
+  // before the next is produced (the client's pace sets the scrape's).
+  void stream(http::status status, std::string_view content_type, BodySource source) {
+    if (request_.version() < 11 || request_.method() == http::verb::head) {
+      // No chunked encoding in HTTP/1.0; HEAD wants the length of what GET would send.
+      std::string body;
+      while (source(body, SIZE_MAX)) {
+      }
+      return respond(status, content_type, std::move(body));
+    }
+    source_ = std::move(source);
+    stream_head_.emplace(status, 11);
+    stream_head_->set(http::field::content_type, content_type);
+    stream_head_->keep_alive(request_.keep_alive());
+    stream_head_->chunked(true);
+    stream_serializer_.emplace(*stream_head_);
+    http::async_write_header(socket_, *stream_serializer_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                               if (ec) return self->close();
+                               self->write_chunk();
+                             });
+  }
+
+  void write_chunk() {
+    chunk_.clear();
+    const bool more = source_(chunk_, kStreamChunkBytes);
+    auto next = [self = shared_from_this(), more](beast::error_code ec, std::size_t) {
+      if (ec) return self->close();
+      if (more) return self->write_chunk();
+      self->end_stream();
+    };
+    if (chunk_.empty()) return next({}, 0);
+    asio::async_write(socket_, http::make_chunk(asio::buffer(chunk_)), std::move(next));
+  }
+
+  void end_stream() {
+    source_ = nullptr;  // the scrape's copies go now, not with the connection
+    chunk_ = std::string();
+    asio::async_write(socket_, http::make_chunk_last(),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (ec || !self->stream_head_->keep_alive()) return self->close();
+                        self->stream_serializer_.reset();
+                        self->stream_head_.reset();
                         self->read();
                       });
   }
@@ -131,7 +177,12 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
-  bool recycle_body_ = false;  // the body is a metrics text to hand back after the write
+  // A streamed response (stream()): its head, the serializer that wrote it, the source of its
+  // chunks and the chunk being written.
+  std::optional<http::response<http::empty_body>> stream_head_;
+  std::optional<http::response_serializer<http::empty_body>> stream_serializer_;
+  BodySource source_;
+  std::string chunk_;
 };
 
 }  // namespace

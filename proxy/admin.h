@@ -28,13 +28,16 @@ AdminReply reload_reply(bool applied, std::uint64_t generation,
                         const std::vector<std::string>& errors,
                         const std::vector<std::string>& warnings);
 
+// A response body produced piece by piece: appends the next piece to `out` until it holds at
+// least `until_size` bytes; false once the body is complete.
+using BodySource = std::function<bool(std::string& out, std::size_t until_size)>;
+
 struct AdminHandlers {
   std::function<bool()> ready;
-  // Produces the Prometheus text asynchronously and calls back with it on the admin thread.
-  std::function<void(std::function<void(std::string)>)> metrics;
-  // Takes back a metrics text once it is sent, so the next scrape reuses its memory (a
-  // rendering of thousands of series is tens of MiB: fresh pages cost more than formatting).
-  std::function<void(std::string)> recycle;
+  // Gathers a scrape asynchronously and calls back on the admin thread with its Prometheus
+  // text, which the session streams in chunks: a scrape of 10,000 services is hundreds of MiB,
+  // never held in memory whole.
+  std::function<void(std::function<void(BodySource)>)> metrics;
   // The config in force, for the admin API (api/); called on the admin thread. Left empty,
   // /config and /apis are plain 404s like any unknown path.
   std::function<api::Snapshot()> snapshot;

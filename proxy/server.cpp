@@ -16,6 +16,7 @@
 
 #include "accesslog/writer.h"
 #include "metrics/metrics.h"
+#include "metrics/prometheus_text.h"
 #include "proxy/admin.h"
 #include "proxy/control_plane.h"
 #include "proxy/listeners.h"
@@ -48,7 +49,6 @@ struct Server::Impl {
   std::optional<asio::steady_timer> certificate_poll;
   std::size_t running_workers = 0;
   bool draining = false;
-  std::string spare_metrics_text;  // memory of the last scrape, reused by the next
 
   const config::Config& config() const { return *control->snapshot()->config; }
 
@@ -108,17 +108,26 @@ struct Server::Impl {
     io.stop();
   }
 
-  void collect_metrics(std::function<void(std::string)> done) {
+  // What one scrape renders from, kept until its text is written out.
+  struct Scrape {
+    metrics::WorkerShard merged;
+    std::vector<metrics::Destination> catalog;
+    metrics::ProcessView process;
+    std::optional<metrics::PrometheusText> text;
+  };
+
+  void collect_metrics(std::function<void(BodySource)> done) {
     struct Gather {
-      metrics::WorkerShard merged;
+      std::shared_ptr<Scrape> scrape;
       std::size_t pending;
-      std::function<void(std::string)> done;
+      std::function<void(BodySource)> done;
     };
-    auto gather = std::make_shared<Gather>(Gather{{}, workers.size(), std::move(done)});
+    auto gather = std::make_shared<Gather>(
+        Gather{std::make_shared<Scrape>(), workers.size(), std::move(done)});
     // The copy of each shard is made on its worker's thread (the shard is the worker's); the
     // merge and the rendering, the expensive parts, here on the control thread.
     auto finish = [this, gather] {
-      metrics::ProcessView process;
+      auto& process = gather->scrape->process;
       process.listener_names = listeners->names_by_id();
       for (const auto& service : control->snapshot()->table->services()) {
         for (const auto& target : service->targets) {
@@ -138,14 +147,17 @@ struct Server::Impl {
       }
       process.rollouts = control->rollout_gauges();
       process.draining = draining;
-      std::string text = std::move(spare_metrics_text);
-      metrics::render_prometheus_to(text, gather->merged, control->catalog().snapshot(), process);
-      gather->done(std::move(text));
+      auto scrape = std::move(gather->scrape);
+      scrape->catalog = control->catalog().snapshot();
+      scrape->text.emplace(scrape->merged, scrape->catalog, scrape->process);
+      gather->done([scrape](std::string& out, std::size_t until_size) {
+        return scrape->text->write_next(out, until_size);
+      });
     };
     for (auto& worker : workers) {
       worker->collect_metrics([this, gather, finish](metrics::WorkerShard shard) {
         asio::post(io, [gather, finish, shard = std::move(shard)] {
-          gather->merged.merge(shard);
+          gather->scrape->merged.merge(shard);
           if (--gather->pending == 0) finish();
         });
       });
@@ -195,13 +207,8 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(config::Confi
   auto* raw = impl.get();
   AdminHandlers handlers;
   handlers.ready = [raw] { return !raw->draining; };
-  handlers.metrics = [raw](std::function<void(std::string)> done) {
+  handlers.metrics = [raw](std::function<void(BodySource)> done) {
     raw->collect_metrics(std::move(done));
-  };
-  handlers.recycle = [raw](std::string text) {
-    if (text.capacity() > raw->spare_metrics_text.capacity()) {
-      raw->spare_metrics_text = std::move(text);
-    }
   };
   handlers.snapshot = [raw] { return raw->control->api_snapshot(); };
   handlers.reload = [raw](std::function<void(AdminReply)> done) {

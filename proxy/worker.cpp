@@ -214,7 +214,7 @@ void Worker::stop_accepting() {
 void Worker::stop() { io_.stop(); }
 
 void Worker::collect_metrics(std::function<void(metrics::WorkerShard)> done) {
-  asio::post(io_, [this, done = std::move(done)] { done(shard_); });
+  asio::post(io_, [this, done = std::move(done)] { done(shard_.counts()); });
 }
 
 std::unique_ptr<char[]> Worker::acquire_chunk() {

@@ -421,9 +421,9 @@ def _result(bench, proxy, rnd, every, trigger, startup_s, res, t0, wrk_end, wind
                              "ms": ms_summary([r["ms"] for r in recs]),
                              "bytes": statistics.median(r["bytes"] for r in recs),
                              "non_200": sum(1 for r in recs if r["status"] != 200)}
-    # Memory. A scrape leaves its text buffer behind (revgate keeps it for the next scrape), so
-    # the steady peak is taken from the steady windows before the first scrape window, and a
-    # reload's extra memory from its own window: peak - RSS at the window's start.
+    # Memory. A scrape may leave memory behind (the allocator keeps what a ServiceList or a
+    # merge used), so the steady peak is taken from the steady windows before the first scrape
+    # window, and a reload's extra memory from its own window: peak - RSS at the window's start.
     first_scrape = min((w["index"] for w in out_windows if w["kind"] in SCRAPE_PATHS),
                        default=None)
     clean = [w for w in out_windows if w["kind"] == "steady"

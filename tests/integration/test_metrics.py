@@ -6,8 +6,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (IntegrationTest, dead_port, default_config, metric_select, metric_sum,
-                     parse_metrics, service)
+from harness import (IntegrationTest, RawConnection, dead_port, default_config, metric_select,
+                     metric_sum, parse_metrics, service)
 
 HELLO = "hello.default.example.com"
 ENVOY_BUCKETS = ["0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000",
@@ -193,6 +193,38 @@ class MetricsTest(IntegrationTest):
         parse_metrics(text)  # every line parses
 
     @unittest.skipUnless(shutil.which("promtool"), "promtool not installed")
+    def test_a_scrape_streams_in_chunks_and_http10_and_head_get_its_length(self):
+        proxy = self.start_split()
+        for _ in range(20):
+            self.assertEqual(self.get(proxy.port, host=HELLO)[0], 200)
+
+        self.eventually(lambda: metric_sum(proxy.metrics(), "istio_requests_total"), 20,
+                        "the 20 requests")
+
+        def series(text):
+            return {(n, tuple(sorted(l.items()))) for n, l, _ in parse_metrics(text)}
+        with RawConnection(proxy.admin_port) as conn:
+            streamed = conn.request("GET", "/metrics", host="admin")
+            self.assertEqual(streamed.status, 200)
+            self.assertEqual(streamed.header("transfer-encoding"), "chunked")
+            self.assertIsNone(streamed.header("content-length"))
+            # the connection serves on once the last chunk is written
+            after = conn.request("GET", "/healthz", host="admin")
+            self.assertEqual((after.status, after.body), (200, b"ok\n"))
+        text = streamed.body.decode()
+        self.assertTrue(text.endswith("\n"), text[-200:])
+        with RawConnection(proxy.admin_port) as conn:
+            whole = conn.request("GET", "/metrics", host="admin", version="HTTP/1.0")
+        self.assertEqual(whole.status, 200)
+        self.assertIsNone(whole.header("transfer-encoding"), "HTTP/1.0 has no chunked encoding")
+        self.assertEqual(int(whole.header("content-length")), len(whole.body))
+        self.assertEqual(series(whole.body.decode()), series(text))
+        with RawConnection(proxy.admin_port) as conn:
+            head = conn.request("HEAD", "/metrics", host="admin")
+        self.assertEqual(head.status, 200)
+        self.assertEqual(head.body, b"")
+        self.assertGreater(int(head.header("content-length")), len(text) // 2)
+
     def test_promtool_check_metrics(self):
         proxy = self.start_split()
         conn = self.connect(proxy.port)

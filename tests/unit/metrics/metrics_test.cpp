@@ -1,6 +1,7 @@
 // Unit tests of metrics/: buckets, shards and their merge, the destination catalog, and the
 // Prometheus text (exact lines for a small input; promtool's verdict on a realistic one).
 #include "metrics/metrics.h"
+#include "metrics/prometheus_text.h"
 
 #include <chrono>
 #include <cmath>
@@ -596,7 +597,16 @@ CommandResult promtool_check(const std::string& text, const std::string& name) {
   return result;
 }
 
-std::string realistic_rendering() {
+// Two workers' traffic over ten destinations, listeners, upstreams and the process view.
+struct RealisticScrape {
+  std::vector<Destination> catalog;
+  WorkerShard workers[2];
+  WorkerShard merged;
+  ProcessView process;
+};
+
+RealisticScrape realistic_scrape() {
+  RealisticScrape scrape;
   DestinationCatalog catalog;
   std::vector<std::uint32_t> ids;
   for (const char* service : {"hello", "checkout", "search"}) {
@@ -608,7 +618,7 @@ std::string realistic_rendering() {
   }
   ids.push_back(catalog.intern({"odd\"host\\.example.com", "odd", "team-a", "odd-1\n"}));
 
-  WorkerShard workers[2];
+  auto& workers = scrape.workers;
   std::uint64_t n = 0;
   for (std::uint32_t id : ids) {
     for (int i = 0; i < 20; ++i, ++n) {
@@ -638,9 +648,9 @@ std::string realistic_rendering() {
   }
   workers[0].request_started();
 
-  WorkerShard merged;
+  auto& merged = scrape.merged;
   for (const auto& w : workers) merged.merge(w);
-  ProcessView process;
+  auto& process = scrape.process;
   process.listener_names = {"http", "https", "admin"};
   process.traffic = {{"hello", "default", "hello-00003", "", 90},
                      {"hello", "default", "hello-00002", "canary", 10},
@@ -652,7 +662,48 @@ std::string realistic_rendering() {
   process.certificate_reloads = {{"https", 2, 1}};
   process.process = read_process_stats();
   process.access_log_dropped_lines = 7;
-  return render_prometheus(merged, catalog.snapshot(), process);
+  scrape.catalog = catalog.snapshot();
+  return scrape;
+}
+
+std::string realistic_rendering() {
+  const auto scrape = realistic_scrape();
+  return render_prometheus(scrape.merged, scrape.catalog, scrape.process);
+}
+
+// The admin listener streams the text in pieces: the pieces, whatever their size, are the
+// whole text, each ends at a line end, and each but the last is at least the size asked for.
+TEST(PrometheusText, PiecesOfAnySizeMakeTheWholeTextEndingAtLineEnds) {
+  const auto scrape = realistic_scrape();
+  const std::string whole = render_prometheus(scrape.merged, scrape.catalog, scrape.process);
+  ASSERT_GT(whole.size(), 100'000u);
+  for (const std::size_t size : {std::size_t{1}, std::size_t{100}, std::size_t{4096},
+                                 std::size_t{256 * 1024}}) {
+    PrometheusText text(scrape.merged, scrape.catalog, scrape.process);
+    std::string joined, piece;
+    std::size_t pieces = 0;
+    for (bool more = true; more;) {
+      piece.clear();
+      more = text.write_next(piece, size);
+      ++pieces;
+      ASSERT_FALSE(piece.empty()) << "piece " << pieces << " of size " << size;
+      EXPECT_EQ(piece.back(), '\n') << "piece " << pieces << " of size " << size;
+      if (more) EXPECT_GE(piece.size(), size);
+      joined += piece;
+    }
+    EXPECT_EQ(joined, whole) << "pieces of " << size;
+    if (size == 1) EXPECT_GT(pieces, 4 * scrape.merged.series().size()) << "series by series";
+    EXPECT_FALSE(text.write_next(piece, size)) << "done stays done";
+  }
+}
+
+// What a worker hands to a scrape (no lookup index) merges to the same figures as the shard.
+TEST(PrometheusText, TheWorkersCopiesRenderAsTheirShards) {
+  const auto scrape = realistic_scrape();
+  WorkerShard from_copies;
+  for (const auto& w : scrape.workers) from_copies.merge(w.counts());
+  EXPECT_EQ(render_prometheus(from_copies, scrape.catalog, scrape.process),
+            render_prometheus(scrape.merged, scrape.catalog, scrape.process));
 }
 
 TEST(RenderPrometheus, UpstreamConnectionsInFlightAndProcessFigures) {

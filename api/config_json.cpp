@@ -67,6 +67,9 @@ json::object service_json(const config::Service& service) {
   o["loadBalancer"] = config::to_string(service.load_balancer);
   o["debugHeaders"] = service.debug_headers;
   o["rolloutDuration"] = duration_text(service.rollout_duration);  // "0s": no rollout
+  boost::json::array upgrades;
+  for (const auto& type : service.upgrade_types) upgrades.emplace_back(type);
+  o["upgradeTypes"] = std::move(upgrades);
   json::array revisions;
   for (const auto& revision : service.revisions) {
     json::object r;
@@ -147,6 +150,7 @@ json::object config_to_json(const config::Config& config) {
   timeouts["upstreamResponse"] = duration_text(t.upstream_response);
   timeouts["upstreamIdle"] = duration_text(t.upstream_idle);
   timeouts["shutdownGrace"] = duration_text(t.shutdown_grace);
+  timeouts["tunnelIdle"] = duration_text(t.tunnel_idle);
   timeouts["drainDelay"] = duration_text(t.drain_delay);
   o["timeouts"] = std::move(timeouts);
   json::object upstream;

@@ -61,11 +61,12 @@ constexpr std::array kLimitsKeys = {"requestLineBytes"sv, "requestHeadersBytes"s
                                     "requestHeaderCount"sv, "requestBodyBytes"sv};
 constexpr std::array kTimeoutsKeys = {"requestHeaders"sv,   "idle"sv,         "upstreamConnect"sv,
                                       "upstreamResponse"sv, "upstreamIdle"sv, "shutdownGrace"sv,
-                                      "drainDelay"sv};
+                                      "drainDelay"sv,       "tunnelIdle"sv};
 constexpr std::array kUpstreamKeys = {"maxIdlePerEndpoint"sv};
-constexpr std::array kServiceKeys = {"name"sv,         "namespace"sv,    "splitPolicy"sv,
-                                     "revisions"sv,    "traffic"sv,      "hashOn"sv,
-                                     "loadBalancer"sv, "debugHeaders"sv, "rolloutDuration"sv};
+constexpr std::array kServiceKeys = {"name"sv,           "namespace"sv,    "splitPolicy"sv,
+                                     "revisions"sv,      "traffic"sv,      "hashOn"sv,
+                                     "loadBalancer"sv,   "debugHeaders"sv, "rolloutDuration"sv,
+                                     "upgradeTypes"sv};
 constexpr std::array kHashOnKeys = {"header"sv, "cookie"sv, "sourceIp"sv};
 constexpr std::array kHashCookieKeys = {"name"sv, "ttl"sv};
 constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv, "tls"sv};
@@ -583,6 +584,7 @@ class Loader {
         {"upstreamIdle", &timeouts.upstream_idle, false},
         {"shutdownGrace", &timeouts.shutdown_grace, false},
         {"drainDelay", &timeouts.drain_delay, true},
+        {"tunnelIdle", &timeouts.tunnel_idle, false},
     };
     for (const auto& [key, target, allow_zero] : targets) {
       if (const Field* field = fields.find(key)) {
@@ -639,9 +641,41 @@ class Loader {
         }
       }
     }
+    if (const Field* field = fields->find_key("upgradeTypes")) read_upgrade_types(*field, service);
     read_revisions(*fields, service);
     read_traffic(*fields, service);
     config_.services.push_back(std::move(service));
+  }
+
+  // upgradeTypes: HTTP/1.1 Upgrade tokens (RFC 9110 7.8), compared without case.
+  void read_upgrade_types(const Field& field, Service& service) {
+    service.upgrade_types.clear();
+    if (field.value.is_null()) return;
+    for (YamlNode item : read_list(field)) {
+      if (!item.is_scalar()) {
+        add(item.pos(), "type",
+            fmt::format("an upgrade type must be a string such as websocket, got {}",
+                        describe(item)));
+        continue;
+      }
+      std::string token = lowercase(std::string(item.scalar()));
+      const bool is_token = !token.empty() && std::all_of(token.begin(), token.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) ||
+               std::string_view("!#$%&'*+-.^_`|~/").find(c) != std::string_view::npos;
+      });
+      if (!is_token) {
+        add(item.pos(), "upgrade-type",
+            fmt::format("upgrade type {} is not an HTTP token (such as websocket)",
+                        quote(item.scalar())));
+      } else if (token == "h2c") {
+        add(item.pos(), "upgrade-type",
+            "upgrade type \"h2c\" cannot be proxied: HTTP/2 goes to a revision over its own "
+            "connection, never as an Upgrade of an HTTP/1.1 one");
+      } else if (std::find(service.upgrade_types.begin(), service.upgrade_types.end(), token) ==
+                 service.upgrade_types.end()) {
+        service.upgrade_types.push_back(std::move(token));
+      }
+    }
   }
 
   // splitPolicy, hashOn and loadBalancer (README "Routing"). hashOn goes with splitPolicy: hash

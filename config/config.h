@@ -110,6 +110,9 @@ struct Service {
   // `rolloutDuration` (Knative's serving.knative.dev/rollout-duration): when a reload adds a
   // revision, the latestRevision targets' shares move to it in steps over this long. 0 = at once.
   std::chrono::milliseconds rollout_duration{0};
+  // `upgradeTypes` (Envoy's upgrade_configs): the HTTP/1.1 Upgrade tokens this service's
+  // requests may carry through to a revision, lowercase. [] allows none.
+  std::vector<std::string> upgrade_types{"websocket"};
 };
 
 struct DomainMapping {
@@ -174,6 +177,9 @@ struct Timeouts {
   // SIGTERM: /readyz answers 503 at once; listeners keep accepting this long (so that a load
   // balancer sees the 503 and stops sending) before they close. 0 = close at once.
   std::chrono::milliseconds drain_delay{0};
+  // An upgraded connection (a WebSocket) with no byte either way for this long is closed
+  // (HAProxy's `timeout tunnel`).
+  std::chrono::milliseconds tunnel_idle{3'600'000};
 };
 
 struct Upstream {

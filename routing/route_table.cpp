@@ -347,6 +347,7 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
     }
     service->load_balancer = cs.load_balancer;
     service->debug_headers = cs.debug_headers;
+    service->upgrade_types = cs.upgrade_types;
     service->index = static_cast<std::uint32_t>(table->services_.size());
 
     const std::size_t first_revision = table->revisions_.size();

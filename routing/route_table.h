@@ -64,6 +64,8 @@ struct Service {
   // Endpoint choice within each of this service's revisions.
   config::LoadBalancer load_balancer = config::LoadBalancer::round_robin;
   bool debug_headers = false;   // responses say which revision and endpoint served them
+  // HTTP/1.1 Upgrade tokens (lowercase) a request may carry to a revision: `upgradeTypes`.
+  std::vector<std::string> upgrade_types;
   std::vector<Target> targets;  // as configured (percent-0 targets included, for tags)
   // smooth: indices into `targets`, nginx's smooth weighted round robin over one whole cycle
   // (weights divided by their gcd), walked by a per-worker cursor.

@@ -10,47 +10,13 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "config_test_util.h"
 
 namespace revgate::config {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string_view strip_first_newline(std::string_view yaml) {
-  if (!yaml.empty() && yaml.front() == '\n') yaml.remove_prefix(1);
-  return yaml;
-}
-
-LoadResult load(std::string_view yaml, const std::string& source = "test.yaml") {
-  return load_string(strip_first_newline(yaml), source);
-}
-
-std::string all_errors(const LoadResult& result) {
-  if (result) return " (none)";
-  std::string text;
-  for (const ConfigError& error : result.error()) text += "\n  " + error.to_string();
-  return text;
-}
-
-Config must_load(std::string_view yaml, const std::string& source = "test.yaml") {
-  LoadResult result = load(yaml, source);
-  EXPECT_TRUE(result.has_value()) << "errors:" << all_errors(result);
-  return result ? *result : Config{};
-}
-
-// The one error of loading `yaml`, as "line:column: message [rule]" without the file name.
-std::string only_error(std::string_view yaml, const std::string& source = "test.yaml") {
-  LoadResult result = load(yaml, source);
-  if (result || result.error().size() != 1) return "expected one error, got:" + all_errors(result);
-  std::string text = result.error()[0].to_string();
-  return text.substr(result.error()[0].file.size() + 1);
-}
-
-std::string fill(std::string_view yaml, std::string_view value) {
-  std::string text(yaml);
-  text.replace(text.find('@'), 1, value);
-  return text;
-}
+using namespace test_util;
 
 // ---- rolloutDuration ----
 

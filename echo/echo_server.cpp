@@ -6,6 +6,7 @@
 // (Beast's request fields aside). Request parsing is Beast's.
 #include "echo/echo_server.h"
 #include "echo/latency.h"
+#include "echo/websocket_echo.h"
 
 #include <algorithm>
 #include <array>
@@ -39,6 +40,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/status.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/json/serializer.hpp>
 
 namespace revgate::echo {
@@ -47,6 +49,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 namespace json = boost::json;
 using tcp = asio::ip::tcp;
 using beast::error_code;
@@ -312,6 +315,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_request() {
     count_request();
+    if (websocket::is_upgrade(parser_->get())) {
+      // The connection becomes a WebSocket echo (websocket_echo.h); this session ends here.
+      return serve_websocket(std::move(socket_), parser_->release(), worker_.options.name);
+    }
     const Request& req = parser_->get();
     reply_ = Reply{};
     reply_.keep_alive = req.keep_alive();

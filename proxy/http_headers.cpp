@@ -142,6 +142,10 @@ void write_request_head(std::string& out, const RequestHead& request, const Forw
   if (!has_traceparent && !forwarded.traceparent.empty()) {
     append_field(out, "traceparent", forwarded.traceparent);
   }
+  if (!forwarded.upgrade.empty()) {
+    append_field(out, "Connection", "upgrade");
+    append_field(out, "Upgrade", forwarded.upgrade);
+  }
   append_framing(out, framing, content_length);
   out.append(kCrlf);
 }
@@ -176,7 +180,10 @@ void write_response_head(std::string& out, const ResponseHead& response, Framing
   }
   out.append(extra_fields);
   append_framing(out, framing, content_length);
-  if (!keep_alive) {
+  if (framing == Framing::upgrade) {
+    append_field(out, "Connection", "upgrade");
+    append_field(out, "Upgrade", response[http::field::upgrade]);
+  } else if (!keep_alive) {
     out.append("Connection: close\r\n");
   } else if (client_http10) {
     out.append("Connection: keep-alive\r\n");

@@ -25,6 +25,7 @@ enum class Framing : std::uint8_t {
   content_length,  // Content-Length: n
   chunked,         // Transfer-Encoding: chunked
   until_close,     // the body ends with the connection (HTTP/1.0 clients only)
+  upgrade,         // a 101: the connection becomes a tunnel (Connection: upgrade, Upgrade: ..)
 };
 
 struct ForwardedFor {
@@ -36,6 +37,9 @@ struct ForwardedFor {
   // W3C traceparent, used only when the request has no valid one (an invalid one is dropped:
   // the trace restarts here, as Trace Context says). Empty: none added.
   std::string_view traceparent;
+  // An Upgrade the service allows (a WebSocket handshake): sent on with `Connection: upgrade`.
+  // Empty: Upgrade and Connection are dropped like every hop-by-hop field.
+  std::string_view upgrade;
 };
 
 // The request head for the upstream: "METHOD target HTTP/1.1", the end-to-end fields as
@@ -48,7 +52,8 @@ void write_request_head(std::string& out, const RequestHead& request, const Forw
 
 // The response head for the client: "HTTP/1.1 code reason", the end-to-end fields as
 // received, the framing, and `Connection: close` (or `keep-alive` for an HTTP/1.0 client that
-// keeps the connection). With Framing::none a Content-Length from the upstream passes as is
+// keeps the connection); with Framing::upgrade, `Connection: upgrade` and the upstream's
+// `Upgrade` instead. With Framing::none a Content-Length from the upstream passes as is
 // (a HEAD response describes the body it did not send). `extra_fields` ("Name: value\r\n"
 // lines the proxy adds, such as x-envoy-upstream-service-time) go before the framing; the
 // upstream's own x-envoy-upstream-service-time and X-Revgate-* fields are dropped.

@@ -22,6 +22,7 @@ enum class ErrorKind : std::uint8_t {
   upstream_protocol,      // upstream sent something that is not HTTP (502 UPE)
   upstream_timeout,       // no response head in time (504 UT)
   no_healthy_upstream,    // revision without endpoints (503 UH)
+  upgrade_refused,        // an Upgrade the service's upgradeTypes do not list (403, as Envoy)
 };
 
 struct ErrorReply {
@@ -57,6 +58,8 @@ constexpr ErrorReply reply_for(ErrorKind kind) {
       return {504, kUpstreamRequestTimeout, "upstream request timeout\n", false};
     case ErrorKind::no_healthy_upstream:
       return {503, kNoHealthyUpstream, "no healthy upstream\n", false};
+    case ErrorKind::upgrade_refused:
+      return {403, kNoFlags, "upgrade not allowed for this service\n", false};
   }
   return {500, kNoFlags, "internal error\n", true};
 }

@@ -258,6 +258,9 @@ void Session::on_request_head() {
   bool has_transfer_encoding = false;
   bool has_content_length = false;
   bool has_expect = false;
+  bool connection_upgrade = false;
+  upgrade_asked_ = {};
+  upgrade_ = {};
   exchange_->route_view = {};
   exchange_->route_view.path = request.target();
   exchange_->route_view.source_ip = client_ip_;
@@ -283,6 +286,14 @@ void Session::on_request_head() {
         has_expect = true;
         expect_continue_ = beast::iequals(field.value(), "100-continue");
         break;
+      case http::field::upgrade:
+        upgrade_asked_ = field.value();
+        break;
+      case http::field::connection:
+        for (auto token : http::token_list{field.value()}) {
+          connection_upgrade |= beast::iequals(token, "upgrade");
+        }
+        break;
       case http::field::unknown:
         if (beast::iequals(field.name_string(), "knative-serving-tag")) {
           exchange_->route_view.tag_header = field.value();
@@ -302,6 +313,7 @@ void Session::on_request_head() {
     return fail(ErrorKind::bad_request);
   }
 
+  if (!connection_upgrade || request.version() < 11) upgrade_asked_ = {};
   client_keep_alive_ = exchange_->request->keep_alive();
   // RFC 9110 9.2.2: only these may be sent again after a connection failed under them.
   switch (request.method()) {
@@ -351,6 +363,7 @@ void Session::route_request() {
   exchange_->decision = router.route(match, exchange_->route_view, rng.next());
   if (!exchange_->decision) return fail(ErrorKind::no_route);
   if (exchange_->decision.endpoint == nullptr) return fail(ErrorKind::no_healthy_upstream);
+  if (!allow_upgrade()) return fail(ErrorKind::upgrade_refused);
 
   // The head for the upstream: hop-by-hop out, forwarding headers in, framing re-added.
   format_uuid4(rng.next(), rng.next(), exchange_->request_id);
@@ -369,7 +382,7 @@ void Session::route_request() {
       exchange_->head_out, request,
       {client_ip_, listener_->https ? "https" : "http", exchange_->decision.revision->name,
        exchange_->decision.service->namespace_name,
-       std::string_view(exchange_->request_id, sizeof exchange_->request_id), trace},
+       std::string_view(exchange_->request_id, sizeof exchange_->request_id), trace, upgrade_},
       request_framing_, exchange_->request->content_length().value_or(0));
   connect_upstream();
 }
@@ -628,7 +641,8 @@ void Session::on_response_head() {
     return read_response_head();
   }
   if (response.result_int() == 101) {
-    // No upgrade was asked for (Upgrade is hop-by-hop here): a 101 is a broken upstream.
+    if (!upgrade_.empty()) return start_tunnel();
+    // No upgrade went upstream (Upgrade is hop-by-hop here): a 101 is a broken upstream.
     return on_upstream_failure(ErrorKind::upstream_protocol);
   }
   deadline_ = Clock::time_point::max();
@@ -949,6 +963,13 @@ void Session::close_gracefully() {
 
 void Session::close() {
   if (phase_ == Phase::closed) return;
+  if (tunnel_ && !recorded_) {
+    // Cut off (the grace after SIGTERM is over): still one request, with the bytes it moved.
+    // The tunnel itself stays until the session goes: its aborted operations still run.
+    tunnel_->stop();
+    count_tunnel_bytes();
+    record_metrics();
+  }
   phase_ = Phase::closed;
   deadline_ = Clock::time_point::max();
   end_in_flight();  // a request cut off before its metrics were recorded
@@ -1006,6 +1027,13 @@ void Session::check_deadline(Clock::time_point now) {
       flags_ |= metrics::kStreamIdleTimeout;
       release_upstream(false);
       return fail(waiting_on_client_ ? ErrorKind::request_timeout : ErrorKind::upstream_timeout);
+    case Phase::tunneling:
+      // Idle for tunnelIdle, or the grace after a reload removed its endpoint is over.
+      if (now < tunnel_grace_end_ && now - tunnel_->last_activity() < tunnel_idle_) {
+        deadline_ = std::min(tunnel_->last_activity() + tunnel_idle_, tunnel_grace_end_);
+        return;
+      }
+      return end_tunnel(true);
     case Phase::relaying_response:
     case Phase::replying:
       // The head went out already: all that is left is to cut both sides off.

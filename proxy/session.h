@@ -24,6 +24,7 @@
 #include "proxy/page_allocator.h"
 #include "proxy/proxy_error.h"
 #include "proxy/stream.h"
+#include "proxy/tunnel.h"
 #include "proxy/worker.h"
 
 namespace revgate::accesslog {
@@ -44,6 +45,7 @@ class Session : public SessionBase,
   void check_deadline(Clock::time_point now) override;
   void drain() override;
   void abort() override { close(); }
+  void upstreams_changed(const PoolKeySet& live, Clock::duration grace) override;
 
  private:
   using RequestParser =
@@ -61,6 +63,7 @@ class Session : public SessionBase,
     sending_request,    // 4
     reading_response,   // 5
     relaying_response,  // 6
+    tunneling,          // after a 101: bytes both ways (session_upgrade.cpp)
     replying,           // a local reply (an error) is being written
     lingering,          // closing: sent all, discarding what the client still sends
     closed,
@@ -95,6 +98,12 @@ class Session : public SessionBase,
   std::span<const boost::asio::const_buffer> gather(Framing framing, bool body_done);
   // 7. Finish.
   void finish_request();
+  // HTTP/1.1 Upgrade (session_upgrade.cpp): the Upgrade to send on, once routed; after a 101
+  // the connection becomes a Tunnel until either side is done.
+  bool allow_upgrade();
+  void start_tunnel();
+  void end_tunnel(bool idle);
+  void count_tunnel_bytes();
 
   // Failures and local replies.
   void fail(ErrorKind kind);
@@ -159,6 +168,14 @@ class Session : public SessionBase,
   std::unique_ptr<boost::beast::http::response<boost::beast::http::string_body>> local_reply_;
   std::unique_ptr<char[]> chunk_;
   std::size_t chunk_fill_ = 0;
+  // The client's Upgrade value (in the request head) when it also said `Connection: upgrade`;
+  // upgrade_ is what went upstream (empty when the service does not allow it).
+  std::string_view upgrade_asked_;
+  std::string_view upgrade_;
+  std::unique_ptr<Tunnel> tunnel_;
+  std::chrono::milliseconds tunnel_idle_{0};
+  std::size_t tunnel_head_bytes_ = 0;  // the 101's head, sent through the tunnel first
+  Clock::time_point tunnel_grace_end_ = Clock::time_point::max();  // its endpoint was removed
   bool head_pending_ = false;
   Framing request_framing_ = Framing::none;
   Framing response_framing_ = Framing::none;

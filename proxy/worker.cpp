@@ -188,7 +188,13 @@ void Worker::install(WorkerUpdate update, std::function<void()> installed) {
     const auto& snapshot = update.snapshot;
     view_ = std::make_shared<WorkerView>(snapshot);
     pool_.set_max_idle_per_endpoint(snapshot->config->upstream.max_idle_per_endpoint);
-    if (snapshot->pool_keys) pool_.retain(snapshot->pool_keys);
+    if (snapshot->pool_keys) {
+      pool_.retain(snapshot->pool_keys);
+      for (auto it = sessions_.begin(); it != sessions_.end();) {
+        auto& session = *it++;
+        session.upstreams_changed(*snapshot->pool_keys, snapshot->config->timeouts.shutdown_grace);
+      }
+    }
     if (installed) installed();
   });
 }

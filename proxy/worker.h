@@ -96,6 +96,9 @@ class SessionBase : public SessionHook {
   virtual void check_deadline(Clock::time_point now) = 0;
   virtual void drain() = 0;
   virtual void abort() = 0;  // close now: the worker is going away
+  // A reload changed the upstream endpoints (`live`: every pool key still configured): an
+  // upgraded connection to one that is gone gets `grace` to finish.
+  virtual void upstreams_changed(const PoolKeySet& live, Clock::duration grace) = 0;
 };
 
 // How one worker serves one listener. Immutable; a reload that changes the listener gives the

@@ -32,7 +32,7 @@ class ParsedHead {
 };
 
 const ForwardedFor kForwarded{"10.0.0.7", "http", "hello-00002", "default",
-                              "11111111-2222-4333-8444-555555555555", ""};
+                              "11111111-2222-4333-8444-555555555555", "", ""};
 
 std::string request_head(std::string_view text, Framing framing = Framing::none,
                          std::uint64_t length = 0) {
@@ -65,6 +65,23 @@ TEST(WriteRequestHead, DropsHopByHopFieldsAndThoseConnectionNames) {
     EXPECT_EQ(out.find(gone), std::string::npos) << gone << " in\n" << out;
   }
   EXPECT_NE(out.find("X-Kept: 3\r\n"), std::string::npos);
+}
+
+TEST(WriteRequestHead, AnAllowedUpgradeGoesOnWithConnectionUpgrade) {
+  ParsedHead<true> parsed(
+      "GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\n"
+      "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+  ForwardedFor forwarded = kForwarded;
+  forwarded.upgrade = "websocket";
+  std::string out;
+  write_request_head(out, parsed.head(), forwarded, Framing::none, 0);
+  EXPECT_NE(out.find("\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("X-Hop"), std::string::npos) << "still named by Connection: " << out;
+  EXPECT_EQ(out.find("Connection: Upgrade"), std::string::npos) << "the client's, dropped";
 }
 
 TEST(WriteRequestHead, AppendsToEveryXForwardedForReceived) {
@@ -114,6 +131,18 @@ TEST(WriteResponseHead, DropsHopByHopFieldsAndKeepsTheRest) {
       "Keep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\n",
       Framing::content_length, 5, true);
   EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nX-Revision: a\r\nContent-Length: 5\r\n\r\n");
+}
+
+TEST(WriteResponseHead, ASwitchingProtocolsHeadSaysUpgradeAndNothingOfABody) {
+  EXPECT_EQ(response_head("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                          "Upgrade: WebSocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                          "Content-Length: 5\r\n\r\n",
+                          Framing::upgrade, 0, false),
+            "HTTP/1.1 101 Switching Protocols\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+            "Connection: upgrade\r\n"
+            "Upgrade: WebSocket\r\n"
+            "\r\n");
 }
 
 TEST(WriteResponseHead, ReframesAndSaysWhenTheConnectionCloses) {

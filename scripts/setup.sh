@@ -16,7 +16,7 @@ build_pkgs=(
 )
 test_pkgs=(prometheus curl openssl python3 procps ca-certificates testssl.sh nginx haproxy wrk gnuplot-nox python3-yaml
   python3-websockets)
-bench_pkgs=(nginx haproxy wrk python3 procps openssl gnuplot-nox python3-yaml)
+bench_pkgs=(nginx haproxy wrk python3 procps openssl gnuplot-nox python3-yaml python3-websockets)
 runtime_pkgs=(libboost-json1.81.0 libyaml-0-2 libyaml-cpp0.7 libfmt9 libssl3 ca-certificates)
 
 want=("${build_pkgs[@]}")

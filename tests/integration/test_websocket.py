@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import ssl
+import threading
 import time
 import unittest
 
@@ -18,6 +19,7 @@ import websockets
 from harness import (LOOPBACK, IntegrationTest, RawConnection, default_config, metric_sum,
                      service)
 from test_tls import make_pki
+from test_upstream_tls import make_ca, make_leaf
 
 HELLO = "hello.default.example.com"
 
@@ -218,6 +220,42 @@ class WebSocketTest(IntegrationTest):
                                            response_code="101"), 4.0, "4 bytes to the backend")
         self.assertEqual(metric_sum(proxy.metrics(), "istio_response_bytes_sum",
                                     response_code="101"), len(b"welcome\nPINGbye\n"))
+
+    def test_a_tunnel_to_an_https_endpoint_ends_when_the_backend_closes(self):
+        make_ca(self.tmpdir, "ca")
+        make_leaf(self.tmpdir, "ca", "backend", "IP:127.0.0.1")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.path.join(self.tmpdir, "backend.crt"),
+                                os.path.join(self.tmpdir, "backend.key"))
+        listener = socket.create_server((LOOPBACK, 0))
+        self.addCleanup(listener.close)
+
+        def serve():  # one TLS connection: 101, echo "a" upper-cased, then close
+            raw, _ = listener.accept()
+            with context.wrap_socket(raw, server_side=True) as tls:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += tls.recv(65536)
+                tls.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+                            b"Upgrade: foo\r\n\r\n")
+                tls.sendall(tls.recv(65536).upper())
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        svc = service("hello", [("hello-00001",
+                                 [f"https://127.0.0.1:{listener.getsockname()[1]}"])])
+        svc["revisions"][0]["tls"] = {"caFile": "ca.crt"}
+        svc["upgradeTypes"] = ["foo"]
+        proxy = self.start_revgate(default_config([svc]))
+        sock = socket.create_connection((LOOPBACK, proxy.port), timeout=5)
+        self.addCleanup(sock.close)
+        sock.sendall(upgrade_request(upgrade="foo"))
+        self.assertTrue(read_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 101 "))
+        sock.sendall(b"over tls")
+        self.assertEqual(read_until(sock, b"OVER TLS"), b"OVER TLS")
+        self.assertEqual(sock.recv(100), b"", "the backend's close ends the tunnel")
+        thread.join(5)
+        self.eventually(lambda: metric_sum(proxy.metrics(), "istio_requests_total",
+                                           response_code="101"), 1, "the tunnel, counted")
 
     def test_a_non_101_answer_is_an_ordinary_response(self):
         def backend(fake, sock, index):

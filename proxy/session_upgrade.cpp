@@ -40,11 +40,15 @@ void Session::start_tunnel() {
   // What each side sent past its head goes first: the client's first frames (after its
   // handshake), the upstream's (often in the same packet as its 101), behind the 101's head.
   std::string to_upstream = beast::buffers_to_string(buffer_.data());
-  buffer_.clear();
-  std::string to_client = exchange_->head_out;
+  std::string to_client = std::move(exchange_->head_out);
   tunnel_head_bytes_ = to_client.size();
   to_client += beast::buffers_to_string(upstream_->buffer.data());
-  upstream_->buffer.clear();
+  // A tunnel may sit idle for an hour: what it holds meanwhile is its sockets and this session,
+  // not the read buffers of either head (given back whole, not just emptied) or a body piece.
+  buffer_ = ReadBuffer();
+  upstream_->buffer = beast::flat_buffer();
+  exchange_->head_out = std::string();
+  if (chunk_) worker_.release_chunk(std::move(chunk_));
   tunnel_idle_ = config().timeouts.tunnel_idle;
   tunnel_ = std::make_unique<Tunnel>(worker_, stream_, upstream_);
   tunnel_->start(std::move(to_upstream), std::move(to_client), shared_from_this(),

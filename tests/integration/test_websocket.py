@@ -131,6 +131,29 @@ class WebSocketTest(IntegrationTest):
         self.eventually(lambda: metric_sum(proxy.metrics(), "revgate_downstream_connections_open"),
                         0, "both connections closed")
 
+    def test_a_sticky_cookie_and_debug_headers_come_with_the_101(self):
+        config = self.start_split((50, 50), splitPolicy="hash", debugHeaders=True,
+                                  hashOn={"cookie": {"name": "rg", "ttl": "60s"}})
+        proxy = self.start_revgate(config)
+
+        async def session():
+            pinned = {}
+            for _ in range(10):
+                async with connect(proxy.port) as ws:
+                    headers = ws.response_headers
+                    self.assertEqual(headers["x-revgate-revision"], headers["x-revision"])
+                    token = headers["set-cookie"].split(";")[0]
+                    pinned[token] = headers["x-revision"]
+            self.assertEqual(set(pinned.values()), {"hello-00001", "hello-00002"},
+                             "new clients spread over both revisions")
+            for token, revision in pinned.items():
+                async with websockets.connect(
+                        f"ws://{HELLO}:{proxy.port}/chat", host=LOOPBACK, port=proxy.port,
+                        extra_headers={"Cookie": token}, open_timeout=5) as ws:
+                    self.assertEqual(ws.response_headers["x-revision"], revision, token)
+                    self.assertNotIn("set-cookie", ws.response_headers)
+        run(session())
+
     def test_wss_through_a_tls_listener(self):
         make_pki(self.tmpdir)
         config = self.start_split((100, 0))

@@ -6,6 +6,7 @@
 // (Beast's request fields aside). Request parsing is Beast's.
 #include "echo/echo_server.h"
 #include "echo/latency.h"
+#include "echo/h2_echo.h"
 #include "echo/websocket_echo.h"
 
 #include <algorithm>
@@ -61,6 +62,7 @@ constexpr std::uint64_t kMaxStreamBytes = std::uint64_t{1} << 40;
 constexpr unsigned kMaxThreads = 256;
 constexpr auto kLingerTime = std::chrono::seconds(1);  // drain before closing after a reply
 constexpr auto kAcceptRetry = std::chrono::milliseconds(50);
+constexpr std::size_t kPrefaceBytes = 4096;  // the first read of a connection
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view kLastChunk = "0\r\n\r\n";
 constexpr std::string_view kCrlf = "\r\n";
@@ -195,6 +197,7 @@ bool is_http_error(const error_code& ec) {
 // thread through EchoServer::requests(). On its own cache line so workers never share one.
 struct alignas(64) RequestCounter {
   std::atomic<std::uint64_t> value{0};
+  void add_one() { value.store(value.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
 };
 
 // Everything one worker thread owns. Sessions on this worker use `json` and `scratch`
@@ -253,12 +256,32 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto remote = socket_.remote_endpoint(ec);
     if (ec) return;  // the peer is already gone
     remote_ = format_endpoint(remote);
-    read_header();
+    read_first_bytes();
   }
 
  private:
   using Parser = http::request_parser<http::buffer_body>;
   using Request = Parser::value_type;
+
+  // HTTP/2 with prior knowledge (h2_echo.h) or HTTP/1.1: the connection's first bytes tell.
+  // Whatever was read stays in buffer_ for Beast's parser.
+  void read_first_bytes() {
+    socket_.async_read_some(
+        buffer_.prepare(kPrefaceBytes), [self = shared_from_this()](error_code ec, std::size_t n) {
+          if (ec) return;
+          self->buffer_.commit(n);
+          const std::string_view seen(static_cast<const char*>(self->buffer_.data().data()),
+                                      self->buffer_.size());
+          const std::size_t compared = std::min(seen.size(), kHttp2Preface.size());
+          if (seen.substr(0, compared) != kHttp2Preface.substr(0, compared)) {
+            return self->read_header();
+          }
+          if (seen.size() < kHttp2Preface.size()) return self->read_first_bytes();
+          auto& worker = self->worker_;
+          serve_http2(std::move(self->socket_), std::string(seen),
+                      {worker.options.name, self->remote_, [&worker] { worker.requests.add_one(); }});
+        });
+  }
 
   void read_header() {
     parser_.emplace();
@@ -343,10 +366,7 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  void count_request() {
-    auto& counter = worker_.requests.value;  // single writer: this worker's thread
-    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
+  void count_request() { worker_.requests.add_one(); }  // single writer: this worker's thread
 
   void reject(unsigned status, std::string_view error) {
     reply_.status = status;

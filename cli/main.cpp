@@ -362,6 +362,12 @@ int main(int argc, char** argv) {
   echo_cmd->add_option("--error-rate", echo_options.error_rate, "Fraction answered 500 (0..1)")
       ->check(CLI::Range(0.0, 1.0));
   echo_cmd->add_option("--threads", echo_options.threads, "Threads")->capture_default_str();
+  auto* tls_cert = echo_cmd->add_option("--tls-cert", echo_options.tls_cert_file,
+                                        "TLS on the port: certificate chain (PEM)");
+  auto* tls_key = echo_cmd->add_option("--tls-key", echo_options.tls_key_file,
+                                       "TLS on the port: private key (PEM)");
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
 
   cli::AdminCommands admin_commands(app);    // services list|describe, revisions list
   cli::TrafficCommand traffic_command(app);  // traffic SERVICE --to-revisions ...

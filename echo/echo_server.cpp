@@ -24,6 +24,7 @@
 #include <functional>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
@@ -245,18 +248,38 @@ struct Reply {
 
 // One client connection. Its life per request: read head, (100 Continue), read and count body,
 // decide the reply, (wait), write, then read the next head or close.
-class Session : public std::enable_shared_from_this<Session> {
+// Stream: a TCP socket, or TLS over one (--tls-cert/--tls-key), where ALPN picks HTTP/2 or 1.1.
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket socket, Worker& worker)
-      : socket_(std::move(socket)), worker_(worker), timer_(socket_.get_executor()) {}
+  static constexpr bool kTls = !std::is_same_v<Stream, tcp::socket>;
+
+  Session(Stream stream, Worker& worker)
+      : socket_(std::move(stream)), worker_(worker), timer_(socket_.get_executor()) {}
 
   void start() {
     error_code ec;
-    socket_.set_option(tcp::no_delay(true), ec);
-    const auto remote = socket_.remote_endpoint(ec);
+    lowest().set_option(tcp::no_delay(true), ec);
+    const auto remote = lowest().remote_endpoint(ec);
     if (ec) return;  // the peer is already gone
     remote_ = format_endpoint(remote);
-    read_first_bytes();
+    if constexpr (kTls) {
+      socket_.async_handshake(asio::ssl::stream_base::server,
+                              [self = this->shared_from_this()](error_code handshake_ec) {
+                                if (handshake_ec) return;
+                                const unsigned char* alpn = nullptr;
+                                unsigned int length = 0;
+                                SSL_get0_alpn_selected(self->socket_.native_handle(), &alpn,
+                                                       &length);
+                                if (std::string_view(reinterpret_cast<const char*>(alpn), length) ==
+                                    "h2") {
+                                  return self->hand_to_http2("");
+                                }
+                                self->read_header();
+                              });
+    } else {
+      read_first_bytes();
+    }
   }
 
  private:
@@ -267,7 +290,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Whatever was read stays in buffer_ for Beast's parser.
   void read_first_bytes() {
     socket_.async_read_some(
-        buffer_.prepare(kPrefaceBytes), [self = shared_from_this()](error_code ec, std::size_t n) {
+        buffer_.prepare(kPrefaceBytes), [self = this->shared_from_this()](error_code ec, std::size_t n) {
           if (ec) return;
           self->buffer_.commit(n);
           const std::string_view seen(static_cast<const char*>(self->buffer_.data().data()),
@@ -277,11 +300,17 @@ class Session : public std::enable_shared_from_this<Session> {
             return self->read_header();
           }
           if (seen.size() < kHttp2Preface.size()) return self->read_first_bytes();
-          auto& worker = self->worker_;
-          serve_http2(std::move(self->socket_), std::string(seen),
-                      {worker.options.name, self->remote_, [&worker] { worker.requests.add_one(); }});
+          self->hand_to_http2(std::string(seen));
         });
   }
+
+  void hand_to_http2(std::string received) {
+    auto& worker = worker_;
+    serve_http2(std::move(socket_), std::move(received),
+                {worker.options.name, remote_, [&worker] { worker.requests.add_one(); }});
+  }
+
+  tcp::socket& lowest() { return beast::get_lowest_layer(socket_); }
 
   void read_header() {
     parser_.emplace();
@@ -290,7 +319,7 @@ class Session : public std::enable_shared_from_this<Session> {
     body_bytes_ = 0;
     http::async_read_header(
         socket_, buffer_, *parser_,
-        [self = shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
+        [self = this->shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
   }
 
   void on_header(error_code ec) {
@@ -298,7 +327,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (parser_->is_done()) return on_request();
     if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       asio::async_write(socket_, asio::buffer(kContinue),
-                        [self = shared_from_this()](error_code ec, std::size_t) {
+                        [self = this->shared_from_this()](error_code ec, std::size_t) {
                           if (!ec) self->read_body();
                         });
       return;
@@ -314,7 +343,7 @@ class Session : public std::enable_shared_from_this<Session> {
     body.size = kIoBytes;
     http::async_read_some(
         socket_, buffer_, *parser_,
-        [self = shared_from_this()](error_code ec, std::size_t) { self->on_body(ec); });
+        [self = this->shared_from_this()](error_code ec, std::size_t) { self->on_body(ec); });
   }
 
   void on_body(error_code ec) {
@@ -361,7 +390,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (reply_.delay_us == 0) return write_reply();
     timer_.expires_after(std::chrono::microseconds(reply_.delay_us));
-    timer_.async_wait([self = shared_from_this()](error_code ec) {
+    timer_.async_wait([self = this->shared_from_this()](error_code ec) {
       if (!ec) self->write_reply();
     });
   }
@@ -586,7 +615,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return write_bytes();
     }
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(body_)};
-    asio::async_write(socket_, buffers, [self = shared_from_this()](error_code ec, std::size_t) {
+    asio::async_write(socket_, buffers, [self = this->shared_from_this()](error_code ec, std::size_t) {
       self->on_written(ec);
     });
   }
@@ -619,7 +648,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const bool last = bytes_left_ == 0 && !last_chunk_pending_;
     asio::async_write(socket_, buffers,
-                      [self = shared_from_this(), last](error_code ec, std::size_t) {
+                      [self = this->shared_from_this(), last](error_code ec, std::size_t) {
                         if (ec || last) return self->on_written(ec);
                         self->write_bytes();
                       });
@@ -636,25 +665,25 @@ class Session : public std::enable_shared_from_this<Session> {
   // the reply.
   void close_gracefully() {
     error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    lowest().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return;
     if (!discard_) discard_ = std::make_unique_for_overwrite<char[]>(kIoBytes);
     timer_.expires_after(kLingerTime);
-    timer_.async_wait([self = shared_from_this()](error_code ec) {
-      if (!ec) self->socket_.close(ec);
+    timer_.async_wait([self = this->shared_from_this()](error_code ec) {
+      if (!ec) self->lowest().close(ec);
     });
     drain();
   }
 
   void drain() {
     socket_.async_read_some(asio::buffer(discard_.get(), kIoBytes),
-                            [self = shared_from_this()](error_code ec, std::size_t) {
+                            [self = this->shared_from_this()](error_code ec, std::size_t) {
                               if (ec) return static_cast<void>(self->timer_.cancel());
                               self->drain();
                             });
   }
 
-  tcp::socket socket_;
+  Stream socket_;
   Worker& worker_;
   asio::steady_timer timer_;  // the reply delay, then the linger on close
   beast::flat_buffer buffer_;
@@ -696,6 +725,37 @@ void validate(const EchoOptions& o) {
   if (o.threads < 1 || o.threads > kMaxThreads) {
     throw std::invalid_argument("echo: threads must be 1..256");
   }
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    throw std::invalid_argument("echo: TLS needs both a certificate and a key file");
+  }
+}
+
+// ALPN: h2 when the client offers it, else http/1.1; a client that offers neither still gets
+// HTTP/1.1 (no ALPN at all is fine too).
+int select_alpn(SSL*, const unsigned char** out, unsigned char* out_length,
+                const unsigned char* offered, unsigned int offered_length, void*) {
+  static constexpr unsigned char kPreferred[] = "\x02h2\x08http/1.1";
+  unsigned char* chosen = nullptr;
+  if (SSL_select_next_proto(&chosen, out_length, kPreferred, sizeof kPreferred - 1, offered,
+                            offered_length) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+std::unique_ptr<asio::ssl::context> make_tls_context(const EchoOptions& o) {
+  auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1);
+  error_code ec;
+  context->use_certificate_chain_file(o.tls_cert_file, ec);
+  if (ec) throw std::system_error(ec, "echo: cannot load certificate " + o.tls_cert_file);
+  context->use_private_key_file(o.tls_key_file, asio::ssl::context::pem, ec);
+  if (ec) throw std::system_error(ec, "echo: cannot load key " + o.tls_key_file);
+  SSL_CTX_set_alpn_select_cb(context->native_handle(), select_alpn, nullptr);
+  return context;
 }
 
 tcp::endpoint resolve(std::string host, std::uint16_t port, asio::io_context& ioc) {
@@ -729,6 +789,7 @@ struct EchoServer::Impl {
             return std::pair{accepted.load(std::memory_order_relaxed), requests()};
           }));
     }
+    if (!options.tls_cert_file.empty()) tls = make_tls_context(options);
     asio::io_context& ioc = workers.front()->ioc;
     const tcp::endpoint wanted = resolve(options.host, options.port, ioc);
     acceptor.emplace(ioc);
@@ -760,8 +821,14 @@ struct EchoServer::Impl {
         return;
       }
       accepted.fetch_add(1, std::memory_order_relaxed);
-      asio::dispatch(target.ioc, [&target, socket = std::move(socket)]() mutable {
-        std::make_shared<Session>(std::move(socket), target)->start();
+      asio::dispatch(target.ioc, [this, &target, socket = std::move(socket)]() mutable {
+        if (tls) {
+          using TlsStream = asio::ssl::stream<tcp::socket>;
+          std::make_shared<Session<TlsStream>>(TlsStream(std::move(socket), *tls), target)
+              ->start();
+        } else {
+          std::make_shared<Session<tcp::socket>>(std::move(socket), target)->start();
+        }
       });
       accept();
     });
@@ -832,6 +899,7 @@ struct EchoServer::Impl {
   }
 
   const EchoOptions options;
+  std::unique_ptr<asio::ssl::context> tls;  // --tls-cert/--tls-key; shared by the workers
   std::unique_ptr<RequestCounter[]> counters;
   std::vector<std::unique_ptr<Worker>> workers;
   std::optional<tcp::acceptor> acceptor;  // on workers[0]

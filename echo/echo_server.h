@@ -64,6 +64,10 @@ struct EchoOptions {
   unsigned threads = 1;            // worker threads, each with its own io_context (1..256)
   std::uint64_t seed = 0;          // seed of the error_rate/delay PRNG; 0 = std::random_device
   std::uint64_t max_body_bytes = std::uint64_t{1} << 30;  // larger request bodies get 413
+  // Both set: the port speaks TLS (PEM files), ALPN h2 or http/1.1 (h2 when the client offers
+  // it), so that revisions behind https:// endpoints can be tested with every protocol.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class EchoServer {

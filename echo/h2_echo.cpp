@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -33,10 +34,11 @@ nghttp2_nv header(std::string_view name, std::string_view value) {
           NGHTTP2_NV_FLAG_NONE};
 }
 
-class H2Echo : public std::enable_shared_from_this<H2Echo> {
+template <class Transport>
+class H2Echo : public std::enable_shared_from_this<H2Echo<Transport>> {
  public:
-  H2Echo(tcp::socket socket, H2EchoContext context)
-      : socket_(std::move(socket)), context_(std::move(context)) {}
+  H2Echo(Transport stream, H2EchoContext context)
+      : socket_(std::move(stream)), context_(std::move(context)) {}
   ~H2Echo() {
     if (session_ != nullptr) nghttp2_session_del(session_);
   }
@@ -87,12 +89,12 @@ class H2Echo : public std::enable_shared_from_this<H2Echo> {
   }
 
   void read() {
-    socket_.async_read_some(asio::buffer(in_), [keep = shared_from_this()](error_code ec,
-                                                                           std::size_t n) {
+    socket_.async_read_some(asio::buffer(in_), [keep = this->shared_from_this()](
+                                                   error_code ec, std::size_t n) {
       if (ec) return keep->close();
       if (!keep->feed(keep->in_.data(), n)) return keep->close();
       keep->flush();
-      if (keep->socket_.is_open()) keep->read();
+      if (keep->lowest().is_open()) keep->read();
     });
   }
 
@@ -111,7 +113,7 @@ class H2Echo : public std::enable_shared_from_this<H2Echo> {
     }
     writing_ = true;
     asio::async_write(socket_, asio::buffer(out_),
-                      [keep = shared_from_this()](error_code ec, std::size_t) {
+                      [keep = this->shared_from_this()](error_code ec, std::size_t) {
                         keep->writing_ = false;
                         keep->out_.clear();
                         if (ec) return keep->close();
@@ -119,9 +121,11 @@ class H2Echo : public std::enable_shared_from_this<H2Echo> {
                       });
   }
 
+  tcp::socket& lowest() { return boost::beast::get_lowest_layer(socket_); }
+
   void close() {
     error_code ignored;
-    socket_.close(ignored);
+    lowest().close(ignored);
   }
 
   // ---- nghttp2 callbacks (user_data is this)
@@ -284,7 +288,7 @@ class H2Echo : public std::enable_shared_from_this<H2Echo> {
     if (Stream* s = find(id)) s->responded = true;
   }
 
-  tcp::socket socket_;
+  Transport socket_;
   H2EchoContext context_;
   nghttp2_session* session_ = nullptr;
   std::array<char, 16 * 1024> in_{};
@@ -295,8 +299,13 @@ class H2Echo : public std::enable_shared_from_this<H2Echo> {
 
 }  // namespace
 
-void serve_http2(tcp::socket socket, std::string received, H2EchoContext context) {
-  std::make_shared<H2Echo>(std::move(socket), std::move(context))->start(std::move(received));
+template <class Transport>
+void serve_http2(Transport stream, std::string received, H2EchoContext context) {
+  std::make_shared<H2Echo<Transport>>(std::move(stream), std::move(context))
+      ->start(std::move(received));
 }
+
+template void serve_http2(tcp::socket, std::string, H2EchoContext);
+template void serve_http2(boost::asio::ssl::stream<tcp::socket>, std::string, H2EchoContext);
 
 }  // namespace revgate::echo

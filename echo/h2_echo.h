@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 
 namespace revgate::echo {
 
@@ -27,7 +28,13 @@ struct H2EchoContext {
   std::function<void()> counted;   // one call per request (stream), for /_echo/stats
 };
 
-// Takes over `socket`; `received` holds what was read already (the preface and maybe more).
-void serve_http2(boost::asio::ip::tcp::socket socket, std::string received, H2EchoContext context);
+// Takes over `stream` (a TCP socket with prior knowledge, or TLS that negotiated ALPN h2);
+// `received` holds what was read already (the preface and maybe more).
+template <class Stream>
+void serve_http2(Stream stream, std::string received, H2EchoContext context);
+
+extern template void serve_http2(boost::asio::ip::tcp::socket, std::string, H2EchoContext);
+extern template void serve_http2(boost::asio::ssl::stream<boost::asio::ip::tcp::socket>,
+                                 std::string, H2EchoContext);
 
 }  // namespace revgate::echo

@@ -1,19 +1,24 @@
-"""`revgate echo` speaks more than HTTP/1.1 (README "WebSockets and other upgrades", echo):
-HTTP/2 with prior knowledge on the same port (curl --http2-prior-knowledge, nghttp from
-nghttp2-client) and a gRPC-shaped echo (Debian's python3-grpcio, generic calls, no codegen):
-unary, bidirectional streaming that answers each message before the client is done, and
-UNIMPLEMENTED for any other method. These are the backends HTTP/2 and gRPC through revgate are
-tested against."""
+"""`revgate echo` speaks more than HTTP/1.1 (README "Command line", echo): HTTP/2 with prior
+knowledge on the same port (curl --http2-prior-knowledge, nghttp from nghttp2-client), a
+gRPC-shaped echo (Debian's python3-grpcio, generic calls, no codegen): unary, bidirectional
+streaming that answers each message before the client is done, and UNIMPLEMENTED for any other
+method; and with --tls-cert/--tls-key the same over TLS, ALPN choosing h2 or http/1.1, WebSocket
+included. These are the backends HTTP/2, gRPC and https:// revisions are tested against."""
 
+import asyncio
 import json
+import os
 import queue
 import shutil
+import ssl
 import subprocess
 import unittest
 
 import grpc
+import websockets
 
 from harness import IntegrationTest
+from test_upstream_tls import make_ca, make_leaf
 
 
 def identity(data):
@@ -91,6 +96,43 @@ class EchoProtocolsTest(IntegrationTest):
         with self.assertRaises(grpc.RpcError) as caught:
             unknown(b"x", timeout=5)
         self.assertEqual(caught.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+
+
+    def test_tls_with_alpn_h2_http11_grpc_and_websocket(self):
+        make_ca(self.tmpdir, "ca")
+        make_leaf(self.tmpdir, "ca", "echo", "DNS:echo.test,IP:127.0.0.1")
+        echo = self.start_echo("hello-tls", "--tls-cert", os.path.join(self.tmpdir, "echo.crt"),
+                               "--tls-key", os.path.join(self.tmpdir, "echo.key"))
+        ca = os.path.join(self.tmpdir, "ca.crt")
+        url = f"https://{echo.address}"
+        self.assertEqual(json.loads(self.curl("--cacert", ca, url))["version"], "HTTP/2",
+                         "ALPN h2 when the client offers it")
+        self.assertEqual(json.loads(self.curl("--cacert", ca, "--http1.1", url))["version"],
+                         "HTTP/1.1")
+        with open(ca, "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+        channel = grpc.secure_channel(echo.address, credentials,
+                                      options=[("grpc.ssl_target_name_override", "echo.test")])
+        self.addCleanup(channel.close)
+        unary = channel.unary_unary("/revgate.Echo/Unary", request_serializer=identity,
+                                    response_deserializer=identity)
+        self.assertEqual(unary(b"over tls", timeout=5), b"over tls")
+
+        async def websocket():
+            context = ssl.create_default_context(cafile=ca)
+            async with websockets.connect(f"wss://echo.test:{echo.port}/", host="127.0.0.1",
+                                          port=echo.port, ssl=context,
+                                          server_hostname="echo.test") as ws:
+                await ws.send("secure")
+                return await ws.recv(), ws.response_headers["x-revision"]
+        self.assertEqual(asyncio.run(asyncio.wait_for(websocket(), 10)),
+                         ("secure", "hello-tls"))
+
+    def test_tls_needs_both_files(self):
+        result = subprocess.run([os.environ["REVGATE_BIN"], "echo", "--name", "x", "--tls-cert",
+                                 "cert.pem"], capture_output=True, text=True, timeout=10)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--tls-key", result.stderr)
 
 
 if __name__ == "__main__":

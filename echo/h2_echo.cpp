@@ -4,12 +4,15 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <utility>
 #include <vector>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/json/object.hpp>
@@ -74,6 +77,9 @@ class H2Echo : public std::enable_shared_from_this<H2Echo<Transport>> {
     bool out_done = false;  // nothing more will be appended to `out`
     bool responded = false;
     std::string content_length;
+    unsigned status = 200;                        // /_echo/status/NNN
+    std::string status_text;
+    std::unique_ptr<asio::steady_timer> delay;  // /_echo/delay/MS
   };
 
   static H2Echo& self(void* user_data) { return *static_cast<H2Echo*>(user_data); }
@@ -256,15 +262,44 @@ class H2Echo : public std::enable_shared_from_this<H2Echo<Transport>> {
                         {"headers", std::move(headers)}, {"body_bytes", s.body_bytes},
                         {"remote", context_.remote}};
       s.out = json::serialize(body);
+      if (const auto delay_ms = special(s)) {
+        s.out_done = true;
+        s.delay = std::make_unique<asio::steady_timer>(socket_.get_executor());
+        s.delay->expires_after(std::chrono::milliseconds(delay_ms));
+        s.delay->async_wait([keep = this->shared_from_this(), id](error_code ec) {
+          Stream* delayed = keep->find(id);
+          if (ec || delayed == nullptr) return;  // the client reset the stream meanwhile
+          keep->respond(id, *delayed);
+          keep->flush();
+        });
+        return;
+      }
     }
     s.out_done = true;
     if (!s.responded) return respond(id, s);
     nghttp2_session_resume_data(session_, id);
   }
 
+  // The HTTP/1.1 echo's /_echo/status/NNN and /_echo/delay/MS (the others are HTTP/1.1 only):
+  // sets the status; returns the delay in ms (0: answer now).
+  static std::uint64_t special(Stream& s) {
+    const std::string_view path = std::string_view(s.path).substr(0, s.path.find('?'));
+    std::uint64_t n = 0;
+    const auto number = [&](std::string_view prefix, std::uint64_t max) {
+      if (!path.starts_with(prefix)) return false;
+      const auto digits = path.substr(prefix.size());
+      const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      return ec == std::errc() && end == digits.data() + digits.size() && n <= max;
+    };
+    if (number("/_echo/status/", 599) && n >= 200) s.status = static_cast<unsigned>(n);
+    if (number("/_echo/delay/", 3'600'000)) return n;
+    return 0;
+  }
+
   void respond(std::int32_t id, Stream& s) {
     s.responded = true;
-    std::vector<nghttp2_nv> fields = {header(":status", "200"),
+    s.status_text = std::to_string(s.status);
+    std::vector<nghttp2_nv> fields = {header(":status", s.status_text),
                                       header("x-revision", context_.revision)};
     if (s.grpc) {
       fields.push_back(header("content-type", "application/grpc"));

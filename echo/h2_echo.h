@@ -1,7 +1,8 @@
 // HTTP/2 for `revgate echo` (libnghttp2's server session, fed from the connection's Asio socket
 // on the echo's worker thread): a connection that opens with the HTTP/2 preface (prior
 // knowledge, h2c) gets the same answers as HTTP/1.1 (the JSON echo with "version": "HTTP/2",
-// X-Revision), and a gRPC-shaped echo with no code generation:
+// X-Revision; of the test targets /_echo/status/NNN and /_echo/delay/MS), and a gRPC-shaped
+// echo with no code generation:
 //   /revgate.Echo/Unary   every request message back, then grpc-status 0;
 //   /revgate.Echo/Stream  each message back as it arrives (bidirectional streaming), then
 //                         grpc-status 0 once the client ends its side;

@@ -52,6 +52,18 @@ class EchoProtocolsTest(IntegrationTest):
         self.assertEqual(json.loads(self.curl(self.url))["version"], "HTTP/1.1")
         self.assertEqual(self.echo.requests_since(before), 3)
 
+    def test_http2_status_and_delay_targets(self):
+        def status_and_seconds(target):
+            out = self.curl("--http2-prior-knowledge", "-o", "/dev/null", "-w",
+                            "%{http_code} %{time_total}", f"{self.url}{target}")
+            code, seconds = out.split()
+            return int(code), float(seconds)
+        self.assertEqual(status_and_seconds("/_echo/status/503")[0], 503)
+        self.assertEqual(status_and_seconds("/_echo/status/99")[0], 200, "out of range: ignored")
+        code, seconds = status_and_seconds("/_echo/delay/300")
+        self.assertEqual(code, 200)
+        self.assertGreaterEqual(seconds, 0.3)
+
     @unittest.skipUnless(shutil.which("nghttp"), "nghttp (nghttp2-client) not installed")
     def test_many_streams_on_one_connection(self):
         before = self.echo.stats()

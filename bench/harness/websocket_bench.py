@@ -3,11 +3,13 @@
 them open minus before, per tunnel), and echo round trips per second over C connections
 through each proxy against the backend directly. Client: Debian's python3-websockets.
 
-  bench/websocket.sh [--tunnels 1000] [--connections 10] [--seconds 5] [--revgate PATH]
+  bench/websocket.sh [--tunnels 1000] [--connections 10] [--clients 2] [--seconds 5]
+                     [--rounds 2] [--revgate PATH]
 """
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import shutil
 import sys
@@ -94,10 +96,26 @@ async def round_trips(port, connections, seconds):
     return sum(counts) / (time.monotonic() - started)
 
 
+def _round_trips_in_process(args):
+    return asyncio.run(round_trips(*args))
+
+
+def round_trips_parallel(port, connections, seconds, processes_count):
+    """round_trips() in `processes_count` client processes at once (one Python process is
+    slower than the proxy), `connections` each; their rates summed."""
+    if processes_count <= 1:
+        return asyncio.run(round_trips(port, connections, seconds))
+    with multiprocessing.Pool(processes_count) as pool:
+        return sum(pool.map(_round_trips_in_process,
+                            [(port, connections, seconds)] * processes_count))
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="bench/websocket.sh")
     parser.add_argument("--tunnels", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=2,
+                        help="client processes for the round trips (connections each)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--revgate", default=os.path.join(
@@ -116,7 +134,8 @@ def main(argv):
                                  f"{LOOPBACK}:{backend_port}"], "echo",
                                 os.path.join(work, "echo.log"))
         processes.wait_for_port(echo, backend_port)
-        results = {name: {"kib": [], "rt": []} for name in ("revgate", "nginx", "direct")}
+        results = {name: {"kib": [], "rt": [], "cpu": []}
+                   for name in ("revgate", "nginx", "direct")}
         for round_index in range(args.rounds):
             for name in ("revgate", "nginx"):
                 port = processes.free_port()
@@ -139,24 +158,32 @@ def main(argv):
                 time.sleep(0.3)
                 pids = processes.tree(child.pid)
                 results[name]["kib"].append(asyncio.run(idle_tunnels(port, args.tunnels, pids)))
-                results[name]["rt"].append(asyncio.run(round_trips(port, args.connections,
-                                                                    args.seconds)))
+                ticks = processes.cpu_ticks(pids)
+                started = time.monotonic()
+                rate = round_trips_parallel(port, args.connections, args.seconds, args.clients)
+                cpu = (processes.cpu_ticks(pids) - ticks) / os.sysconf("SC_CLK_TCK")
+                results[name]["rt"].append(rate)
+                # proxy CPU seconds per 10,000 round trips: what it costs, whatever the client
+                results[name]["cpu"].append(cpu / (rate * (time.monotonic() - started)) * 1e4)
                 supervisor.stop(child)
-            results["direct"]["rt"].append(asyncio.run(round_trips(backend_port,
-                                                                    args.connections,
-                                                                    args.seconds)))
+            results["direct"]["rt"].append(round_trips_parallel(
+                backend_port, args.connections, args.seconds, args.clients))
         direct = max(results["direct"]["rt"])
         print(f"WebSockets, {args.rounds} rounds: {args.tunnels} idle tunnels; echo round trips "
-              f"over {args.connections} connections for {args.seconds:g} s (64-byte messages)")
+              f"over {args.clients} client processes x {args.connections} connections for "
+              f"{args.seconds:g} s (64-byte messages)")
         print(f"  direct to the backend: {direct:,.0f} round trips/s (best round)")
         for name in ("revgate", "nginx"):
             kib = min(results[name]["kib"])
             rt = max(results[name]["rt"])
+            cpu = min(results[name]["cpu"])
             print(f"  {name:8} {kib:6.1f} KiB per idle tunnel (RSS, best round), "
-                  f"{rt:,.0f} round trips/s = {rt / direct:.2f}x direct")
+                  f"{rt:,.0f} round trips/s = {rt / direct:.2f}x direct, "
+                  f"{cpu:.3f} proxy CPU s / 10k round trips")
         ratio = min(results["revgate"]["kib"]) / max(min(results["nginx"]["kib"]), 0.01)
-        print(f"  revgate/nginx memory per tunnel: {ratio:.2f}x; round trips: "
-              f"{max(results['revgate']['rt']) / max(results['nginx']['rt']):.2f}x")
+        print(f"  revgate/nginx: memory per tunnel {ratio:.2f}x; round trips/s "
+              f"{max(results['revgate']['rt']) / max(results['nginx']['rt']):.2f}x; CPU per "
+              f"round trip {min(results['revgate']['cpu']) / min(results['nginx']['cpu']):.2f}x")
         return 0
     except processes.Interrupted:
         return 130

@@ -30,6 +30,12 @@ void Tunnel::start(std::string to_upstream, std::string to_client, std::shared_p
   last_activity_ = Clock::now();
   up_.pending = std::move(to_upstream);
   down_.pending = std::move(to_client);
+  // Synchronous reads on these sockets must not block (see write()); Asio's async operations
+  // are not affected.
+  for (Stream* stream : {&client_, &upstream_->stream}) {
+    error_code ignored;
+    if (stream->tls() == nullptr) stream->socket().non_blocking(true, ignored);
+  }
   for (Direction* d : {&up_, &down_}) {
     if (!d->pending.empty()) {
       write(*d, keep);
@@ -71,17 +77,24 @@ void Tunnel::write(Direction& d, const Keep& keep) {
     d.bytes += n;
     if (!d.pending.empty()) {
       std::string().swap(d.pending);
-    } else {
-      d.fill = 0;
+      return wait(d, keep);
     }
-    // More may be waiting at once (a busy direction keeps its chunk); otherwise give the chunk
-    // back and wait for readability, so that an idle direction holds no buffer.
-    error_code available_ec;
-    if (d.from->tls() == nullptr && d.chunk &&
-        d.from->socket().available(available_ec) == 0 && !available_ec) {
+    d.fill = 0;
+    if (d.from->tls() != nullptr) return read(d, keep);
+    // Cleartext: read on at once (the socket is non-blocking). What came meanwhile goes out with
+    // the same chunk; nothing yet gives the chunk back and waits for readability, so an idle
+    // direction holds no buffer and a busy one pays one read per message, as nginx does.
+    error_code read_ec;
+    const std::size_t more =
+        d.from->socket().read_some(asio::buffer(d.chunk.get(), Worker::kChunkSize), read_ec);
+    if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) {
       worker_.release_chunk(std::move(d.chunk));
+      return wait(d, keep);
     }
-    wait(d, keep);
+    if (read_ec == asio::error::eof) return end(d);
+    if (read_ec) return finish(true);
+    d.fill = more;
+    write(d, keep);
   });
 }
 

@@ -130,6 +130,13 @@ json::object config_to_json(const config::Config& config) {
     l["address"] = address_text(listener.host, listener.port);
     if (listener.tls) l["tls"] = listener_tls(*listener.tls);
     l["httpsRedirect"] = listener.https_redirect;
+    if (listener.tls) {
+      json::array alpn;
+      for (const auto& protocol : listener.alpn) alpn.emplace_back(protocol);
+      l["alpn"] = std::move(alpn);
+    } else {
+      l["h2c"] = listener.h2c;
+    }
     listeners.push_back(std::move(l));
   }
   o["listeners"] = std::move(listeners);
@@ -141,6 +148,7 @@ json::object config_to_json(const config::Config& config) {
   limits["requestHeadersBytes"] = config.limits.request_headers_bytes;
   limits["requestHeaderCount"] = config.limits.request_header_count;
   limits["requestBodyBytes"] = config.limits.request_body_bytes;
+  limits["maxConcurrentStreams"] = config.limits.max_concurrent_streams;
   o["limits"] = std::move(limits);
   const auto& t = config.timeouts;
   json::object timeouts;

@@ -52,13 +52,15 @@ constexpr std::array kTopKeys = {"domain"sv,         "workers"sv,   "listeners"s
                                  "domainMappings"sv, "accessLog"sv, "tracing"sv,   "stateFile"sv};
 constexpr std::array kAccessLogKeys = {"path"sv, "format"sv};
 constexpr std::array kTracingKeys = {"sampleRate"sv};
-constexpr std::array kListenerKeys = {"name"sv, "address"sv, "tls"sv, "httpsRedirect"sv};
+constexpr std::array kListenerKeys = {"name"sv, "address"sv, "tls"sv, "httpsRedirect"sv, "h2c"sv,
+                                     "alpn"sv};
 constexpr std::array kListenerTlsKeys = {"certificates"sv, "minVersion"sv, "requireSni"sv,
                                          "handshakeTimeout"sv};
 constexpr std::array kCertificateKeys = {"certFile"sv, "keyFile"sv};
 constexpr std::array kAdminKeys = {"address"sv};
 constexpr std::array kLimitsKeys = {"requestLineBytes"sv, "requestHeadersBytes"sv,
-                                    "requestHeaderCount"sv, "requestBodyBytes"sv};
+                                    "requestHeaderCount"sv, "requestBodyBytes"sv,
+                                    "maxConcurrentStreams"sv};
 constexpr std::array kTimeoutsKeys = {"requestHeaders"sv,   "idle"sv,         "upstreamConnect"sv,
                                       "upstreamResponse"sv, "upstreamIdle"sv, "shutdownGrace"sv,
                                       "drainDelay"sv,       "tunnelIdle"sv};
@@ -428,10 +430,53 @@ class Loader {
           redirect = flag->value_pos;
         }
       }
+      read_listener_http2(*fields, listener);
       config_.listeners.push_back(std::move(listener));
       redirect_pos.push_back(redirect);
     }
     check_https_redirects(redirect_pos);
+  }
+
+  // h2c (cleartext HTTP/2 with prior knowledge) and alpn (what TLS offers): each belongs to one
+  // kind of listener.
+  void read_listener_http2(const Fields& fields, Listener& listener) {
+    if (const Field* flag = fields.find("h2c")) {
+      if (auto value = read_bool(*flag)) {
+        listener.h2c = *value;
+        if (*value && listener.tls) {
+          add(flag->value_pos, "h2c-cleartext",
+              fmt::format("listener {} has tls; h2c is HTTP/2 without TLS (a TLS listener "
+                          "offers h2 by ALPN: see alpn)",
+                          quote(listener.name)));
+        }
+      }
+    }
+    const Field* alpn = fields.find("alpn");
+    if (alpn == nullptr) return;
+    listener.alpn_pos = alpn->value_pos;
+    if (!listener.tls) {
+      add(alpn->key_pos, "alpn-needs-tls",
+          fmt::format("listener {} has no tls; alpn is negotiated in the TLS handshake (for "
+                      "cleartext HTTP/2 use h2c: true)",
+                      quote(listener.name)));
+    }
+    listener.alpn.clear();
+    for (YamlNode item : read_list(*alpn)) {
+      const std::string_view value = item.is_scalar() ? item.scalar() : std::string_view();
+      if (value != "h2" && value != "http/1.1") {
+        add(item.pos(), "alpn-protocol",
+            fmt::format("ALPN protocol must be h2 or http/1.1, got {}",
+                        item.is_scalar() ? quote(value) : describe(item)));
+      } else if (std::find(listener.alpn.begin(), listener.alpn.end(), value) !=
+                 listener.alpn.end()) {
+        add(item.pos(), "alpn-protocol", fmt::format("ALPN protocol {} is listed twice", value));
+      } else {
+        listener.alpn.emplace_back(value);
+      }
+    }
+    if (listener.alpn.empty()) {
+      add(alpn->value_pos, "alpn-protocol", "alpn must list h2, http/1.1 or both");
+    }
   }
 
   // A redirect to https needs somewhere to go, and makes no sense on the https side itself.
@@ -566,6 +611,10 @@ class Loader {
     }
     if (const Field* f = fields.find("requestBodyBytes")) {
       if (auto v = read_int(*f, 0, kNoMax)) limits.request_body_bytes = std::uint64_t(*v);
+    }
+    if (const Field* f = fields.find("maxConcurrentStreams")) {
+      // RFC 9113 6.5.2: a 31-bit value; Envoy's own ceiling is 2^31 - 1 too.
+      if (auto v = read_int(*f, 1, 2147483647)) limits.max_concurrent_streams = std::uint32_t(*v);
     }
   }
 

@@ -152,6 +152,12 @@ struct Listener {
   std::optional<ListenerTls> tls;  // absent = cleartext HTTP
   // Cleartext listeners only: answer every request with a 301 to https. Needs a TLS listener.
   bool https_redirect = false;
+  // Cleartext listeners only: a connection that opens with the HTTP/2 preface (prior
+  // knowledge) speaks HTTP/2; the others HTTP/1.1 as always.
+  bool h2c = false;
+  // TLS listeners only: the ALPN protocols offered, in preference order ("h2", "http/1.1").
+  std::vector<std::string> alpn = {"h2", "http/1.1"};
+  SourcePos alpn_pos;
 };
 
 struct Admin {
@@ -165,6 +171,7 @@ struct Limits {
   std::size_t request_headers_bytes = 60 * 1024;  // 431 (request line + all header lines)
   std::size_t request_header_count = 100;         // 431
   std::uint64_t request_body_bytes = 0;           // 413; 0 = unlimited
+  std::uint32_t max_concurrent_streams = 100;     // HTTP/2: streams open at once per connection
 };
 
 struct Timeouts {

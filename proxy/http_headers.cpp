@@ -1,5 +1,6 @@
 #include "proxy/http_headers.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 
@@ -94,6 +95,31 @@ void append_framing(std::string& out, Framing framing, std::uint64_t content_len
   }
 }
 
+// The proxy's own fields replace what an upstream sent under their names (as Envoy does with
+// x-envoy-upstream-service-time): a client must not see two or a forged one.
+bool is_proxy_field(http::field name, std::string_view name_string) {
+  return name == http::field::unknown &&
+         (beast::iequals(name_string, "x-envoy-upstream-service-time") ||
+          beast::iequals(name_string, "x-revgate-revision") ||
+          beast::iequals(name_string, "x-revgate-endpoint"));
+}
+
+// Fields [first, end) of `fields` that HTTP/2 may carry end to end.
+template <class Fields>
+void add_h2_fields(HeaderBlock& out, const Fields& fields, std::size_t first) {
+  const ConnectionTokens connection_tokens(fields);
+  std::size_t index = 0;
+  for (const auto& field : fields) {
+    if (index++ < first) continue;
+    const auto name = field.name();
+    if (is_hop_by_hop(name)) continue;
+    const std::string_view name_string = field.name_string();
+    if (connection_tokens.names(name_string) || is_proxy_field(name, name_string)) continue;
+    out.add(name_string, field.value());
+  }
+}
+
+
 }  // namespace
 
 void write_request_head(std::string& out, const RequestHead& request, const ForwardedFor& forwarded,
@@ -168,14 +194,7 @@ void write_response_head(std::string& out, const ResponseHead& response, Framing
     if (name == http::field::content_length && framing != Framing::none) continue;
     const std::string_view name_string = field.name_string();
     if (connection_tokens.names(name_string)) continue;
-    // The proxy's own fields replace what an upstream sent under their names (as Envoy does
-    // with x-envoy-upstream-service-time): a client must not see two or a forged one.
-    if (name == http::field::unknown &&
-        (beast::iequals(name_string, "x-envoy-upstream-service-time") ||
-         beast::iequals(name_string, "x-revgate-revision") ||
-         beast::iequals(name_string, "x-revgate-endpoint"))) {
-      continue;
-    }
+    if (is_proxy_field(name, name_string)) continue;
     append_field(out, name_string, field.value());
   }
   out.append(extra_fields);
@@ -189,6 +208,58 @@ void write_response_head(std::string& out, const ResponseHead& response, Framing
     out.append("Connection: keep-alive\r\n");
   }
   out.append(kCrlf);
+}
+
+void HeaderBlock::add(std::string_view name, std::string_view value) {
+  Entry entry{static_cast<std::uint32_t>(bytes_.size()), static_cast<std::uint32_t>(name.size()),
+              0, static_cast<std::uint32_t>(value.size())};
+  for (char c : name) bytes_.push_back(c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c);
+  entry.value = static_cast<std::uint32_t>(bytes_.size());
+  bytes_.append(value);
+  entries_.push_back(entry);
+}
+
+
+void write_h2_response_head(HeaderBlock& out, const ResponseHead& response,
+                            std::string_view extra_fields) {
+  out.clear();
+  char status[4];
+  const auto end = std::to_chars(status, status + sizeof status, response.result_int()).ptr;
+  out.add(":status", std::string_view(status, static_cast<std::size_t>(end - status)));
+  add_h2_fields(out, response, 0);
+  // "Name: value\r\n" lines.
+  while (!extra_fields.empty()) {
+    const auto line_end = extra_fields.find(kCrlf);
+    const auto line = extra_fields.substr(0, line_end);
+    extra_fields.remove_prefix(line_end == std::string_view::npos ? extra_fields.size()
+                                                                   : line_end + kCrlf.size());
+    const auto colon = line.find(": ");
+    if (colon != std::string_view::npos) out.add(line.substr(0, colon), line.substr(colon + 2));
+  }
+}
+
+bool write_h2_trailers(HeaderBlock& out, const ResponseHead& response, std::size_t first) {
+  out.clear();
+  add_h2_fields(out, response, first);
+  return out.size() != 0;
+}
+
+void write_proxy_fields(std::string& out, const routing::Decision& decision,
+                        std::int64_t upstream_service_ms, bool https) {
+  out.assign("x-envoy-upstream-service-time: ");
+  append_decimal(out, static_cast<std::uint64_t>(std::max<std::int64_t>(upstream_service_ms, 0)));
+  out.append(kCrlf);
+  if (decision.set_cookie) {
+    // Sticky sessions by cookie: the client's next requests carry it to the same revision.
+    char cookie[routing::kMaxSetCookieLength];
+    out.append("Set-Cookie: ").append(routing::format_set_cookie(decision, cookie));
+    if (https) out.append("; Secure");
+    out.append(kCrlf);
+  }
+  if (decision.service->debug_headers) {
+    append_field(out, "X-Revgate-Revision", decision.revision->name);
+    append_field(out, "X-Revgate-Endpoint", decision.endpoint->authority);
+  }
 }
 
 void format_uuid4(std::uint64_t high, std::uint64_t low, char (&out)[36]) {

@@ -9,10 +9,12 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/beast/http/message.hpp>
 
 #include "proxy/header_arena.h"
+#include "routing/route_table.h"
 
 namespace revgate::proxy {
 
@@ -60,6 +62,48 @@ void write_request_head(std::string& out, const RequestHead& request, const Forw
 void write_response_head(std::string& out, const ResponseHead& response, Framing framing,
                          std::uint64_t content_length, bool keep_alive, bool client_http10,
                          std::string_view extra_fields = {});
+
+// An HTTP/2 header block in the making: names lowercased (RFC 9113 8.2.1) and values copied
+// into one buffer, read back as views once complete (adding invalidates earlier views).
+class HeaderBlock {
+ public:
+  void clear() {
+    bytes_.clear();
+    entries_.clear();
+  }
+  void add(std::string_view name, std::string_view value);
+  std::size_t size() const { return entries_.size(); }
+  std::string_view name(std::size_t i) const { return view(entries_[i].name, entries_[i].name_size); }
+  std::string_view value(std::size_t i) const {
+    return view(entries_[i].value, entries_[i].value_size);
+  }
+
+ private:
+  struct Entry {
+    std::uint32_t name, name_size, value, value_size;
+  };
+  std::string_view view(std::uint32_t at, std::uint32_t size) const {
+    return std::string_view(bytes_).substr(at, size);
+  }
+  std::string bytes_;
+  std::vector<Entry> entries_;
+};
+
+// The response head for an HTTP/2 client from an HTTP/1.1 upstream's: `:status`, the
+// end-to-end fields as received (the same ones write_response_head keeps, but no
+// connection-specific field at all, which HTTP/2 forbids), then `extra_fields` (lines as
+// write_proxy_fields makes them). Content-Length passes as is.
+void write_h2_response_head(HeaderBlock& out, const ResponseHead& response,
+                            std::string_view extra_fields);
+// The trailer fields of a chunked response (the fields from index `first` on, which Beast's
+// parser appends after the head's), for an HTTP/2 client; false when there are none.
+bool write_h2_trailers(HeaderBlock& out, const ResponseHead& response, std::size_t first);
+
+// The fields the proxy adds to a proxied response, as "Name: value\r\n" lines (replacing
+// `out`): x-envoy-upstream-service-time, the sticky Set-Cookie a new client gets (with Secure
+// on https), and with debugHeaders X-Revgate-Revision and X-Revgate-Endpoint.
+void write_proxy_fields(std::string& out, const routing::Decision& decision,
+                        std::int64_t upstream_service_ms, bool https);
 
 // A random (version 4) UUID from 128 random bits, formatted 8-4-4-4-12 in lowercase hex.
 void format_uuid4(std::uint64_t high, std::uint64_t low, char (&out)[36]);

@@ -79,7 +79,7 @@ bool same_tls(const std::optional<config::ListenerTls>& a,
 bool same_spec(const ListenerSpec& a, const ListenerSpec& b) {
   return a.id == b.id && a.name == b.name && a.https == b.https && a.tls == b.tls &&
          a.handshake_timeout == b.handshake_timeout &&
-         a.https_redirect_port == b.https_redirect_port;
+         a.https_redirect_port == b.https_redirect_port && a.h2c == b.h2c;
 }
 
 }  // namespace
@@ -96,7 +96,8 @@ std::expected<void, std::string> ListenerSet::load_tls(Running& listener) {
   listener.reloader = std::make_unique<tls::CertificateReloader>(*loaded);
   listener.contexts.clear();
   for (std::size_t i = 0; i < workers_.size(); ++i) {
-    auto context = tls::ServerContext::create(tls, *loaded, *ticket_keys_);
+    auto context = tls::ServerContext::create(tls, *loaded, *ticket_keys_,
+                                              tls::ServerOptions{listener.config.alpn});
     if (!context) return std::unexpected(context.error());
     listener.contexts.push_back(std::move(*context));
   }
@@ -154,7 +155,8 @@ std::expected<std::unique_ptr<ListenerSet::Plan>, std::string> ListenerSet::plan
     };
     if (entry.kept) {
       entry.next->port = running_[*entry.kept]->port;
-      entry.tls_changed = !same_tls(running_[*entry.kept]->config.tls, listener.tls);
+      entry.tls_changed = !same_tls(running_[*entry.kept]->config.tls, listener.tls) ||
+                          running_[*entry.kept]->config.alpn != listener.alpn;
     } else {
       auto acceptors = bind_everywhere(listener, entry.next->port);
       if (!acceptors) return fail(acceptors.error());
@@ -182,6 +184,7 @@ std::vector<std::shared_ptr<const ListenerSpec>> ListenerSet::make_specs(
       spec->handshake_timeout = listener.config.tls->handshake_timeout;
     }
     if (listener.config.https_redirect) spec->https_redirect_port = https_port;
+    spec->h2c = listener.config.h2c;
     specs.push_back(std::move(spec));
   }
   return specs;

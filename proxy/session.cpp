@@ -10,10 +10,14 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/write.hpp>  // local replies
 
-#include "accesslog/writer.h"
+#include "proxy/body_parser.h"
+#include "proxy/h2_connection.h"
 #include "proxy/http_headers.h"
 #include "proxy/log.h"
+#include "proxy/request_record.h"
+#include "proxy/upstream_tls.h"
 #include "tls/client_context.h"
+#include "tls/server_context.h"
 #include "tracing/trace_context.h"
 
 namespace revgate::proxy {
@@ -27,7 +31,6 @@ namespace {
 
 constexpr std::size_t kReadSize = 16 * 1024;               // heads
 constexpr std::size_t kBodyReadSize = Worker::kChunkSize;  // bodies: one chunk per read
-constexpr std::size_t kMaxChunkFraming = 16 * 1024;        // a chunk-size line or the trailers
 constexpr std::uint32_t kResponseHeaderLimit = 80 * 1024;  // Envoy's default is 60 KiB
 constexpr std::chrono::milliseconds kLingerTime{2000};
 // An idle keep-alive connection gives back its buffers after this long (see park()).
@@ -46,34 +49,10 @@ std::size_t request_line_end(const Buffer& buffer) {
   return end > 0 && bytes[end - 1] == '\r' ? end - 1 : end;
 }
 
-// Parses body bytes waiting in `buffer` into `chunk` until the chunk is full, the buffer holds
-// no complete piece, or the body ends; Beast's parser takes one framing step per put(), so a
-// chunked body needs the loop. Returns the bytes produced; `ec` is set only on a real error.
-template <class Parser, class Buffer>
-std::size_t parse_body(Parser& parser, Buffer& buffer, char* chunk, std::size_t capacity,
-                       boost::system::error_code& ec) {
-  auto& body = parser.get().body();
-  body.data = chunk;
-  body.size = capacity;
-  while (!parser.is_done() && buffer.size() != 0 && body.size != 0) {
-    auto used = parser.put(buffer.data(), ec);
-    buffer.consume(used);
-    if (ec == http::error::need_buffer || ec == http::error::need_more) {
-      ec = {};
-      break;
-    }
-    if (ec || used == 0) break;
-  }
-  const std::size_t produced = capacity - body.size;
-  // Beast bounds neither chunk extensions nor trailers: a chunk line or trailer section that
-  // does not end within this many bytes is an attack on memory, not a body.
-  if (!ec && produced == 0 && !parser.is_done() && buffer.size() > kMaxChunkFraming) {
-    ec = http::error::bad_chunk;
-  }
-  return produced;
-}
-
 bool is_informational(unsigned status) { return status >= 100 && status < 200 && status != 101; }
+
+// What an HTTP/2 client with prior knowledge opens with (RFC 9113 3.4).
+constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 }  // namespace
 
@@ -133,6 +112,9 @@ void Session::start() {
                               SSL_version(self->stream_.tls()->native_handle()) == TLS1_3_VERSION
                                   ? metrics::WorkerShard::kTls13
                                   : metrics::WorkerShard::kTls12);
+          if (tls::negotiated_alpn(self->stream_.tls()->native_handle()) == "h2") {
+            return self->become_http2();
+          }
           self->wait_first_head();
         });
   }
@@ -145,7 +127,19 @@ void Session::wait_first_head() {
   phase_ = Phase::waiting;
   waiting_since_ = Clock::now();
   arm_deadline(config().timeouts.request_headers);
+  may_be_h2_ = listener_->h2c;
   parse_request_head();
+}
+
+void Session::become_http2() {
+  std::string received(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  auto connection = std::make_shared<H2Connection>(worker_, std::move(stream_), listener_,
+                                                  std::move(client_ip_));
+  end_in_flight();  // the first byte counted a request; the streams count their own
+  phase_ = Phase::closed;
+  deadline_ = Clock::time_point::max();
+  unlink();
+  connection->start(received);
 }
 
 void Session::arm_deadline(std::chrono::milliseconds timeout) {
@@ -196,7 +190,17 @@ void Session::begin_head() {
 
 void Session::parse_request_head() {
   const auto& limits = config().limits;
-  if (buffer_.size() != 0) {
+  if (may_be_h2_ && buffer_.size() != 0) {
+    // h2c: the connection preface (RFC 9113 3.4) decides; its first bytes look like a request.
+    const std::string_view seen(static_cast<const char*>(buffer_.data().data()),
+                                std::min(buffer_.size(), kHttp2Preface.size()));
+    if (!kHttp2Preface.starts_with(seen)) {
+      may_be_h2_ = false;
+    } else if (seen.size() == kHttp2Preface.size()) {
+      return become_http2();
+    }
+  }
+  if (buffer_.size() != 0 && !may_be_h2_) {
     if (!start_line_done_) {
       // The request line is complete at its first line end (Beast takes it whole or not at all).
       auto line_end = request_line_end(buffer_);
@@ -435,12 +439,10 @@ void Session::on_upstream_connected(error_code ec) {
   if (target.tls == nullptr) return send_request();
 
   // https:// endpoint: TLS with the revision's client context, verifying `server_name`.
-  upstream_->stream.use_tls(target.tls->asio_context());
-  auto* tls = upstream_->stream.tls();
-  if (auto prepared = target.tls->prepare(tls->native_handle(), target.server_name); !prepared) {
-    log_error("upstream {}: {}", exchange_->decision.endpoint->authority, prepared.error());
+  if (!begin_upstream_tls(*upstream_, target, exchange_->decision)) {
     return on_upstream_failure(ErrorKind::upstream_connect);
   }
+  auto* tls = upstream_->stream.tls();
   tls->async_handshake(asio::ssl::stream_base::client,
                        [self = shared_from_this(), upstream = upstream_](error_code ec) {
                          self->on_upstream_handshake(ec);
@@ -450,22 +452,9 @@ void Session::on_upstream_connected(error_code ec) {
 void Session::on_upstream_handshake(error_code ec) {
   if (phase_ != Phase::connecting) return;
   if (ec || timed_out_) {
-    // Say why, once per failed connection: there is no silent fallback to plain text or to an
-    // unverified peer, so the operator must be able to tell a bad CA from a dead upstream.
-    const auto& endpoint = *exchange_->decision.endpoint;
-    const auto& target = view_->snapshot->upstream(*exchange_->decision.revision, endpoint);
-    const long verify = SSL_get_verify_result(upstream_->stream.tls()->native_handle());
-    if (timed_out_) {
-      log_error("upstream {} (revision {}): TLS handshake timed out", endpoint.authority,
-                exchange_->decision.revision->name);
-    } else if (verify != X509_V_OK) {
-      log_error("upstream {} (revision {}): certificate verification failed for '{}': {}",
-                endpoint.authority, exchange_->decision.revision->name, target.server_name,
-                X509_verify_cert_error_string(verify));
-    } else {
-      log_error("upstream {} (revision {}): TLS handshake failed: {}", endpoint.authority,
-                exchange_->decision.revision->name, ec.message());
-    }
+    const auto& target =
+        view_->snapshot->upstream(*exchange_->decision.revision, *exchange_->decision.endpoint);
+    log_upstream_tls_failure(*upstream_, target, exchange_->decision, timed_out_, ec);
     return on_upstream_failure(ErrorKind::upstream_connect);
   }
   send_request();
@@ -672,25 +661,9 @@ std::string_view Session::response_fields() {
   // Envoy's x-envoy-upstream-service-time: from the request sent to its response head.
   upstream_service_ms_ =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - upstream_start_).count();
-  auto& out = exchange_->response_fields;
-  out.assign("x-envoy-upstream-service-time: ");
-  char digits[20];
-  out.append(digits, std::to_chars(digits, digits + sizeof digits, upstream_service_ms_).ptr);
-  out.append("\r\n");
-  if (exchange_->decision.set_cookie) {
-    // Sticky sessions by cookie: the client's next requests carry it to the same revision.
-    char cookie[routing::kMaxSetCookieLength];
-    out.append("Set-Cookie: ").append(routing::format_set_cookie(exchange_->decision, cookie));
-    if (listener_->https) out.append("; Secure");
-    out.append("\r\n");
-  }
-  if (exchange_->decision.service->debug_headers) {
-    out.append("X-Revgate-Revision: ").append(exchange_->decision.revision->name).append("\r\n");
-    out.append("X-Revgate-Endpoint: ")
-        .append(exchange_->decision.endpoint->authority)
-        .append("\r\n");
-  }
-  return out;
+  write_proxy_fields(exchange_->response_fields, exchange_->decision, upstream_service_ms_,
+                     listener_->https);
+  return exchange_->response_fields;
 }
 
 // ---------------------------------------------------------------- 6. relay response body
@@ -793,73 +766,21 @@ void Session::record_metrics() {
   if (recorded_ || !exchange_) return;
   recorded_ = true;
   end_in_flight();
-  metrics::RequestSample sample;
-  if (exchange_->decision.revision != nullptr) {
-    sample.destination = view_->snapshot->destination_ids[exchange_->decision.revision->index];
+  RequestRecord record;
+  if (exchange_->request) {
+    record.request = &exchange_->request->get();
+    record.protocol = record.request->version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
   }
-  sample.response_code = static_cast<std::uint16_t>(status_);
-  sample.response_flags = flags_;
-  const auto elapsed = Clock::now() - request_start_;
-  sample.duration_ms = std::chrono::duration<double, std::milli>(elapsed).count();
-  sample.request_bytes = request_body_bytes_;
-  sample.response_bytes = response_body_bytes_;
-  worker_.shard().record(sample);
-  if (auto* log = worker_.access_log()) log_request(*log, elapsed);
-}
-
-void Session::log_request(accesslog::WorkerLog& log, Clock::duration elapsed) {
-  accesslog::Entry entry;
-  // The wall-clock start from one clock read now, not a system_clock read per request start.
-  entry.start_time = std::chrono::system_clock::now() -
-                     std::chrono::duration_cast<std::chrono::system_clock::duration>(elapsed);
-  if (exchange_ && exchange_->request) {
-    const auto& request = exchange_->request->get();
-    entry.method = request.method_string();
-    entry.path = request.target();
-    entry.protocol = request.version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
-    if (auto it = request.find(http::field::user_agent); it != request.end()) {
-      entry.user_agent = it->value();
-    }
-    if (auto it = request.find("x-forwarded-for"); it != request.end()) {
-      entry.x_forwarded_for = it->value();
-    }
-    if (auto it = request.find("x-request-id"); it != request.end()) {
-      entry.request_id = it->value();
-    } else {
-      // Routed requests made theirs when the upstream head was written; a local reply gets
-      // one now, so every line has an id (as Envoy's do).
-      if (!exchange_->decision) {
-        auto& rng = worker_.rng();
-        format_uuid4(rng.next(), rng.next(), exchange_->request_id);
-      }
-      entry.request_id = std::string_view(exchange_->request_id, sizeof exchange_->request_id);
-    }
-    entry.authority = exchange_->route_view.host;
-    if (entry.authority.empty()) {
-      // Refused before routing (a framing error, say): the Host it carried all the same.
-      if (auto it = request.find(http::field::host); it != request.end()) {
-        entry.authority = it->value();
-      }
-    }
-  }
-  entry.response_code = static_cast<int>(status_);
-  char flags[40];
-  entry.response_flags = metrics::format_response_flags(flags_, flags);
-  entry.bytes_received = request_body_bytes_;
-  entry.bytes_sent = response_body_bytes_;
-  entry.duration_ms = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count());
-  if (upstream_service_ms_ >= 0) {
-    entry.upstream_service_time_ms = static_cast<std::uint64_t>(upstream_service_ms_);
-  }
-  if (exchange_->decision) {
-    entry.service = exchange_->decision.service->name;
-    entry.namespace_name = exchange_->decision.service->namespace_name;
-    entry.revision = exchange_->decision.revision->name;
-    if (exchange_->decision.endpoint != nullptr)
-      entry.upstream_host = exchange_->decision.endpoint->authority;
-  }
-  log.append(entry);
+  record.authority = exchange_->route_view.host;
+  record.decision = &exchange_->decision;
+  record.request_id = &exchange_->request_id;
+  record.status = status_;
+  record.flags = flags_;
+  record.request_bytes = request_body_bytes_;
+  record.response_bytes = response_body_bytes_;
+  record.elapsed = Clock::now() - request_start_;
+  record.upstream_service_ms = upstream_service_ms_;
+  record_request(worker_, *view_->snapshot, record);
 }
 
 // ---------------------------------------------------------------- failures and local replies

@@ -27,10 +27,6 @@
 #include "proxy/tunnel.h"
 #include "proxy/worker.h"
 
-namespace revgate::accesslog {
-class WorkerLog;
-}
-
 namespace revgate::proxy {
 
 class Session : public SessionBase,
@@ -42,6 +38,9 @@ class Session : public SessionBase,
 
   void start();
   void wait_first_head();
+  // The connection speaks HTTP/2 (ALPN h2, or the preface on an h2c listener): an H2Connection
+  // takes it over with what was read so far, and this session ends.
+  void become_http2();
   void check_deadline(Clock::time_point now) override;
   void drain() override;
   void abort() override { close(); }
@@ -112,7 +111,6 @@ class Session : public SessionBase,
                    std::string_view location = {});
   void redirect_to_https();
   void record_metrics();
-  void log_request(accesslog::WorkerLog& log, Clock::duration elapsed);
   std::string_view response_fields();  // the fields the proxy adds to the response head
   void end_in_flight();
   void close();
@@ -133,6 +131,7 @@ class Session : public SessionBase,
   ReadBuffer buffer_;  // bytes from the client not parsed yet; whole pages (see park())
   Phase phase_ = Phase::waiting;
   bool draining_ = false;
+  bool may_be_h2_ = false;  // h2c listener, nothing but a prefix of the HTTP/2 preface read yet
   bool parked_ = false;  // waiting: buffers given back, waiting for readability
   Clock::time_point waiting_since_{};
   bool client_keep_alive_ = true;

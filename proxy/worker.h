@@ -111,6 +111,7 @@ struct ListenerSpec {
   std::shared_ptr<tls::ServerContext> tls_owner;  // owns `tls`
   std::chrono::milliseconds handshake_timeout{10'000};
   std::uint16_t https_redirect_port = 0;  // httpsRedirect: answer 301 to https on this port
+  bool h2c = false;  // cleartext: the HTTP/2 preface starts an HTTP/2 connection
 };
 
 // A listener change a reload hands to one worker, applied with the new snapshot.

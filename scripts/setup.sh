@@ -15,8 +15,8 @@ build_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev
 )
 test_pkgs=(prometheus curl openssl python3 procps ca-certificates testssl.sh nginx haproxy wrk gnuplot-nox python3-yaml
-  python3-websockets nghttp2-client python3-grpcio)
-bench_pkgs=(nginx haproxy wrk python3 procps openssl gnuplot-nox python3-yaml python3-websockets)
+  python3-websockets nghttp2-client python3-grpcio python3-h2)
+bench_pkgs=(nginx haproxy wrk python3 procps openssl gnuplot-nox python3-yaml python3-websockets nghttp2-client)
 runtime_pkgs=(libboost-json1.81.0 libyaml-0-2 libyaml-cpp0.7 libfmt9 libssl3 libnghttp2-14 ca-certificates)
 
 want=("${build_pkgs[@]}")

@@ -121,6 +121,8 @@ void H2Connection::flush() {
     out_.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
   }
   if (out_.empty()) {
+    // An idle connection keeps no large write buffer (a busy one reuses its own).
+    if (out_.capacity() > kReadSize) std::string().swap(out_);
     // Nothing to send and nothing to read any more: GOAWAY went out, or both sides are done.
     if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) close();
     return;

@@ -123,25 +123,27 @@ void Histogram::merge(const Histogram& other) {
 // WorkerShard
 
 RequestSeries& WorkerShard::find_or_add(std::uint32_t destination, std::uint16_t code,
-                                        std::uint16_t flags) {
+                                        std::uint16_t flags, bool grpc) {
   if (destination >= by_destination_.size()) by_destination_.resize(destination + 1);
   auto& positions = by_destination_[destination];
   for (const std::uint32_t position : positions) {
     RequestSeries& s = series_[position];
-    if (s.response_code == code && s.response_flags == flags) return s;
+    if (s.response_code == code && s.response_flags == flags && s.grpc == grpc) return s;
   }
   positions.push_back(static_cast<std::uint32_t>(series_.size()));
   RequestSeries& s = series_.emplace_back();
   s.destination = destination;
   s.response_code = code;
   s.response_flags = flags;
+  s.grpc = grpc;
   return s;
 }
 
 void WorkerShard::record(const RequestSample& sample) {
   // Unknown bits would render like no bit at all and split one label set in two: drop them.
   RequestSeries& s =
-      find_or_add(sample.destination, sample.response_code, sample.response_flags & kKnownFlags);
+      find_or_add(sample.destination, sample.response_code, sample.response_flags & kKnownFlags,
+                  sample.grpc);
   ++s.requests;
   s.duration_ms.observe(sample.duration_ms);
   s.request_bytes.observe(static_cast<double>(sample.request_bytes));
@@ -181,7 +183,7 @@ void WorkerShard::merge(const WorkerShard& other) {
     const RequestSeries& theirs = other.series_[i];
     // Only adds a series when other is not *this, so `theirs` stays valid.
     RequestSeries& ours =
-        find_or_add(theirs.destination, theirs.response_code, theirs.response_flags);
+        find_or_add(theirs.destination, theirs.response_code, theirs.response_flags, theirs.grpc);
     ours.requests += theirs.requests;
     ours.duration_ms.merge(theirs.duration_ms);
     ours.request_bytes.merge(theirs.request_bytes);

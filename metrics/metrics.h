@@ -80,13 +80,15 @@ struct RequestSample {
   double duration_ms = 0;
   std::uint64_t request_bytes = 0;   // body bytes received from the client
   std::uint64_t response_bytes = 0;  // body bytes sent to the client
+  bool grpc = false;                 // request_protocol "grpc" (application/grpc), else "http"
 };
 
-// All series of one label set {destination, response_code, response_flags}.
+// All series of one label set {destination, request_protocol, response_code, response_flags}.
 struct RequestSeries {
   std::uint32_t destination = 0;
   std::uint16_t response_code = 0;
   std::uint16_t response_flags = 0;
+  bool grpc = false;
   std::uint64_t requests = 0;
   Histogram duration_ms;
   Histogram request_bytes;
@@ -139,7 +141,8 @@ class WorkerShard {
   const std::vector<UpstreamStats>& upstreams() const { return upstreams_; }
 
  private:
-  RequestSeries& find_or_add(std::uint32_t destination, std::uint16_t code, std::uint16_t flags);
+  RequestSeries& find_or_add(std::uint32_t destination, std::uint16_t code, std::uint16_t flags,
+                             bool grpc);
   // Indexed by destination id: positions in series_ of that destination's label sets, so the
   // lookup scans the few codes one destination has seen, not every series.
   std::vector<std::vector<std::uint32_t>> by_destination_;

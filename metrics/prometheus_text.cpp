@@ -126,19 +126,20 @@ PrometheusText::PrometheusText(const WorkerShard& merged, const std::vector<Dest
   std::sort(order_.begin(), order_.end(), [&](std::uint32_t a, std::uint32_t b) {
     const RequestSeries& x = all[a];
     const RequestSeries& y = all[b];
-    return std::tie(x.destination, x.response_code, x.response_flags) <
-           std::tie(y.destination, y.response_code, y.response_flags);
+    return std::tie(x.destination, x.grpc, x.response_code, x.response_flags) <
+           std::tie(y.destination, y.grpc, y.response_code, y.response_flags);
   });
 
-  // Consecutive series share a destination, whose escaped labels are written once and copied
-  // for its other codes.
+  // Consecutive series share a destination and protocol, whose escaped labels are written once
+  // and copied for its other codes.
   label_spans_.resize(order_.size());
   Span destination_labels;
-  std::uint32_t labelled_destination = UINT32_MAX;
+  std::uint64_t labelled = UINT64_MAX;  // destination * 2 + grpc
   for (std::size_t k = 0; k < order_.size(); ++k) {
     const RequestSeries& s = all[order_[k]];
     const std::size_t begin = labels_.size();
-    if (s.destination == labelled_destination) {
+    const std::uint64_t key = std::uint64_t(s.destination) * 2 + (s.grpc ? 1 : 0);
+    if (key == labelled) {
       labels_.append(labels_, destination_labels.begin, destination_labels.size);
     } else {
       const Destination& d =
@@ -153,9 +154,10 @@ PrometheusText::PrometheusText(const WorkerShard& merged, const std::vector<Dest
       append_escaped(labels_, d.revision);
       labels_.append("\",destination_canonical_revision=\"");
       append_escaped(labels_, d.revision);
-      labels_.append("\",request_protocol=\"http\",response_code=\"");
+      labels_.append(s.grpc ? "\",request_protocol=\"grpc\",response_code=\""
+                            : "\",request_protocol=\"http\",response_code=\"");
       destination_labels = {begin, labels_.size() - begin};
-      labelled_destination = s.destination;
+      labelled = key;
     }
     append_uint(labels_, s.response_code);
     labels_.append("\",response_flags=\"");

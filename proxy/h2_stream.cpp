@@ -151,6 +151,7 @@ void H2Stream::on_head_done(bool end_stream) {
   request_.version(11);
   request_.insert(http::field::host, authority_);
   if (!cookie_.empty()) request_.insert(http::field::cookie, cookie_);
+  head_built_ = true;
   if (const auto& limit = config().limits.request_body_bytes;
       limit != 0 && has_content_length_ && content_length_ > limit) {
     return fail(ErrorKind::body_too_large);
@@ -161,6 +162,9 @@ void H2Stream::on_head_done(bool end_stream) {
   route_view_.source_ip = connection_->client_ip();
   if (auto it = request_.find("knative-serving-tag"); it != request_.end()) {
     route_view_.tag_header = it->value();
+  }
+  if (auto it = request_.find(http::field::content_type); it != request_.end()) {
+    grpc_ = it->value().starts_with("application/grpc");
   }
   const auto verb = request_.method();
   is_head_request_ = verb == http::verb::head;
@@ -585,10 +589,7 @@ void H2Stream::reply_local(unsigned status, std::string_view body, std::string_v
   arm_deadline(config().timeouts.idle);
   status_ = status;
   block_.clear();
-  auto content_type = request_.find(http::field::content_type);
-  const bool grpc = content_type != request_.end() &&
-                    content_type->value().starts_with("application/grpc");
-  if (grpc) {
+  if (grpc_) {
     // gRPC clients read errors from grpc-status, in a trailers-only response (HTTP 200).
     status_ = 200;
     block_.add(":status", "200");
@@ -680,7 +681,7 @@ void H2Stream::record() {
     worker_.shard().request_ended();
   }
   RequestRecord record;
-  if (!method_.empty() && request_.target() == path_) record.request = &request_;
+  if (head_built_) record.request = &request_;
   record.protocol = "HTTP/2";
   record.authority = authority_;
   record.decision = &decision_;
@@ -691,6 +692,7 @@ void H2Stream::record() {
   record.response_bytes = response_body_bytes_;
   record.elapsed = Clock::now() - request_start_;
   record.upstream_service_ms = upstream_service_ms_;
+  record.grpc = grpc_;
   record_request(worker_, *view_->snapshot, record);
 }
 

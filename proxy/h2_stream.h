@@ -110,6 +110,7 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   std::size_t header_bytes_ = 0;  // RFC 9113 6.5.2's size: name + value + 32 per field
   std::size_t header_count_ = 0;
   bool head_too_large_ = false;
+  bool head_built_ = false;  // request_ holds the whole head (for the access log)
   bool has_content_length_ = false;
   std::uint64_t content_length_ = 0;
   bool expect_continue_ = false;
@@ -145,6 +146,7 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   bool recorded_ = false;
   bool in_flight_ = false;
   bool is_head_request_ = false;
+  bool grpc_ = false;  // content-type application/grpc*: gRPC-shaped errors, request_protocol
   const routing::Endpoint* started_endpoint_ = nullptr;
   Clock::time_point deadline_ = Clock::time_point::max();
   Clock::time_point request_start_;

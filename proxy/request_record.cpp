@@ -75,6 +75,7 @@ void record_request(Worker& worker, const Snapshot& snapshot, const RequestRecor
   sample.duration_ms = std::chrono::duration<double, std::milli>(record.elapsed).count();
   sample.request_bytes = record.request_bytes;
   sample.response_bytes = record.response_bytes;
+  sample.grpc = record.grpc;
   worker.shard().record(sample);
   if (auto* log = worker.access_log()) log_request(*log, worker, record);
 }

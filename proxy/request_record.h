@@ -26,6 +26,7 @@ struct RequestRecord {
   std::uint64_t response_bytes = 0;  // body bytes to the client
   Clock::duration elapsed{};
   std::int64_t upstream_service_ms = -1;  // -1: no upstream answered
+  bool grpc = false;                      // metrics' request_protocol: grpc, else http
 };
 
 void record_request(Worker& worker, const Snapshot& snapshot, const RequestRecord& record);

@@ -355,6 +355,24 @@ const std::string kHelloLabels =
     R"(destination_version="hello-00001",destination_canonical_revision="hello-00001",)"
     R"(request_protocol="http",response_code="200",response_flags="-")";
 
+TEST(RenderPrometheus, GrpcRequestsAreTheirOwnSeriesWithRequestProtocolGrpc) {
+  DestinationCatalog catalog;
+  ASSERT_EQ(catalog.intern(kHello), 1u);
+  WorkerShard shard;
+  shard.record(sample(1, 200, kNoFlags, 1, 0, 10));
+  auto grpc = sample(1, 200, kNoFlags, 1, 0, 10);
+  grpc.grpc = true;
+  shard.record(grpc);
+  shard.record(grpc);
+  WorkerShard merged;
+  merged.merge(shard);  // a scrape merges shards: the protocol must survive it
+  const std::string text = render_prometheus(merged, catalog.snapshot(), ProcessView{});
+  std::string grpc_labels = kHelloLabels;
+  grpc_labels.replace(grpc_labels.find("\"http\""), 6, "\"grpc\"");
+  EXPECT_TRUE(has_line(text, "istio_requests_total{" + kHelloLabels + "} 1")) << text;
+  EXPECT_TRUE(has_line(text, "istio_requests_total{" + grpc_labels + "} 2")) << text;
+}
+
 TEST(RenderPrometheus, KnownLinesForASmallInput) {
   DestinationCatalog catalog;
   ASSERT_EQ(catalog.intern(kHello), 1u);

@@ -4,7 +4,8 @@ Scenario parsing (valid files, and invalid ones whose errors name the file, line
 nginx and HAProxy configs it generates (checked by `nginx -t` and `haproxy -c`), the revgate
 configs (checked by `revgate check` where revgate supports the policy, by their structure where
 it does not yet), a 1-second smoke run of a tiny scenario that must produce every report file,
-an idle-connections run, and Ctrl-C in the middle of a run: no process is left behind.
+an idle-connections run, and Ctrl-C in the middle of a run: no process is left behind; and
+bench/h2.sh (h2load through revgate, nginx and HAProxy) for a second, h2c and TLS.
 """
 
 import importlib.util
@@ -731,6 +732,39 @@ class Runs(unittest.TestCase):
         self.assertEqual(proc.returncode, 128 + signal.SIGINT, err)
         self.assertIn("interrupted by SIGINT; stopping every process it started", err)
         self.assert_no_leftovers()
+
+
+@unittest.skipUnless(HAVE_PEERS and shutil.which("h2load"),
+                     "nginx, haproxy and h2load (nghttp2-client) needed (scripts/setup.sh --bench)")
+class H2Script(unittest.TestCase):
+    """bench/h2.sh: 1-second runs through all three proxies, h2c and h2 over TLS; every check
+    (2xx only, the 90/10 split at the backends) passes and nothing is left running."""
+    setUp = Runs.setUp
+    tearDown = Runs.tearDown
+    assert_no_leftovers = Runs.assert_no_leftovers
+
+    def run_h2(self, *extra):
+        r = subprocess.run([os.path.join(BENCH, "h2.sh"), "--seconds", "1", "--rounds", "1",
+                            "--warmup", "0", "-c", "4", "-m", "5", "--revgate", REVGATE_BIN,
+                            *extra], capture_output=True, text=True, env=self.env, timeout=90,
+                           start_new_session=True)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}")
+        self.assert_no_leftovers()
+        for proxy in ("revgate", "nginx", "haproxy"):
+            self.assertRegex(r.stdout, rf"\n  {proxy} +1 +[\d,]+ +[\d.]+ +[\d.]+ .* "
+                                       rf"\d+\.\d/\d+\.\d +\d+/\d+  ok\n")
+        self.assertRegex(r.stdout, r"revgate/nginx: req/s [\d.]+x; p99 [\d.]+x; requests per "
+                                   r"proxy CPU-second [\d.]+x")
+        self.assertRegex(r.stdout, r"revgate/haproxy: req/s [\d.]+x")
+        return r
+
+    def test_h2c(self):
+        r = self.run_h2()
+        self.assertIn("HTTP/2 h2c (prior knowledge): h2load -c 4 -m 5 (20 streams)", r.stdout)
+
+    def test_tls(self):
+        r = self.run_h2("--tls")
+        self.assertIn("HTTP/2 h2 over TLS (ALPN)", r.stdout)
 
 
 if __name__ == "__main__":

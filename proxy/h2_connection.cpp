@@ -29,9 +29,7 @@ H2Connection::H2Connection(Worker& worker, Stream stream,
     : worker_(worker),
       stream_(std::move(stream)),
       listener_(std::move(listener)),
-      client_ip_(std::move(client_ip)) {
-  worker_.shard().connection_opened(listener_->id);
-}
+      client_ip_(std::move(client_ip)) {}  // counted open by the Session that accepted it
 
 H2Connection::~H2Connection() {
   for (auto& [id, stream] : streams_) stream->detach();
@@ -83,10 +81,10 @@ void H2Connection::start(std::string_view received) {
 }
 
 bool H2Connection::feed(const char* data, std::size_t size) {
-  feeding_ = true;
+  holding_sends_ = true;
   const auto used =
       nghttp2_session_mem_recv(session_, reinterpret_cast<const std::uint8_t*>(data), size);
-  feeding_ = false;
+  holding_sends_ = false;
   return used >= 0;
 }
 
@@ -111,7 +109,7 @@ void H2Connection::read() {
 }
 
 void H2Connection::flush() {
-  if (feeding_ || writing_ || closed_) return;
+  if (holding_sends_ || writing_ || closed_) return;
   out_.clear();
   while (out_.size() < kWriteBatch) {
     const std::uint8_t* data = nullptr;
@@ -161,9 +159,9 @@ void H2Connection::check_deadline(Clock::time_point now) {
   if (closed_) return;
   if (worker_.draining() && !goaway_sent_) send_goaway();
   // A stream's deadline may reset it; the close it causes waits until the sweep is over.
-  feeding_ = true;
+  holding_sends_ = true;
   for (auto& [id, stream] : streams_) stream->check_deadline(now);
-  feeding_ = false;
+  holding_sends_ = false;
   const auto idle = worker_.view()->snapshot->config->timeouts.idle;
   if (streams_.empty() && now - idle_since_ >= idle && !goaway_sent_) {
     // Idle keep-alive, HTTP/2's way: GOAWAY, then close once it is out.

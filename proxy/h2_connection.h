@@ -24,8 +24,13 @@ namespace revgate::proxy {
 
 class H2Stream;
 
+// What an HTTP/2 client with prior knowledge opens with (RFC 9113 3.4).
+inline constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 class H2Connection : public SessionBase, public std::enable_shared_from_this<H2Connection> {
  public:
+  // Takes over the connection (and its place in the listener's open-connection count) from
+  // the Session that accepted it.
   H2Connection(Worker& worker, Stream stream, std::shared_ptr<const ListenerSpec> listener,
                std::string client_ip);
   ~H2Connection() override;
@@ -72,7 +77,9 @@ class H2Connection : public SessionBase, public std::enable_shared_from_this<H2C
   std::unordered_map<std::int32_t, std::shared_ptr<H2Stream>> streams_;
   std::unique_ptr<char[]> in_;  // one read's bytes
   std::string out_;             // what is being written
-  bool feeding_ = false;        // inside nghttp2_session_mem_recv: no mem_send now
+  // Inside nghttp2_session_mem_recv, or looping over streams_: no mem_send now (it may run
+  // callbacks that change streams_); the caller flushes afterwards.
+  bool holding_sends_ = false;
   bool writing_ = false;
   bool reading_ = false;
   bool closed_ = false;

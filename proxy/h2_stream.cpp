@@ -28,8 +28,6 @@ namespace {
 
 constexpr std::size_t kReadSize = 16 * 1024;
 constexpr std::uint32_t kResponseHeaderLimit = 80 * 1024;  // as for HTTP/1.1 clients
-// RFC 9113 6.5.2: a field's size in a header list is its name, its value and 32 octets.
-constexpr std::size_t kFieldOverhead = 32;
 
 nghttp2_nv make_nv(std::string_view name, std::string_view value) {
   return {reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
@@ -97,39 +95,70 @@ H2Stream::H2Stream(H2Connection& connection, std::int32_t id)
 }
 
 H2Stream::~H2Stream() {
-  response_.reset();
-  request_.clear();  // before the arena its fields live in
   if (chunk_) worker_.release_chunk(std::move(chunk_));
+  release_buffers(std::move(buffers_));
+}
+
+thread_local std::vector<std::unique_ptr<H2Stream::Buffers>> H2Stream::free_buffers_;
+
+std::unique_ptr<H2Stream::Buffers> H2Stream::acquire_buffers() {
+  if (free_buffers_.empty()) return std::make_unique<Buffers>();
+  auto buffers = std::move(free_buffers_.back());
+  free_buffers_.pop_back();
+  return buffers;
+}
+
+void H2Stream::release_buffers(std::unique_ptr<Buffers> buffers) {
+  constexpr std::size_t kMaxFree = 1024;
+  constexpr std::size_t kKeptCapacity = 64 * 1024;  // a stream window: what a body piece takes
+  if (free_buffers_.size() >= kMaxFree) return;
+  for (std::string* text : {&buffers->head_out, &buffers->body_in, &buffers->body_out,
+                            &buffers->cookie, &buffers->location}) {
+    if (text->capacity() > kKeptCapacity) std::string().swap(*text);
+    text->clear();
+  }
+  buffers->block.clear();
+  buffers->nv.clear();
+  free_buffers_.push_back(std::move(buffers));
 }
 
 // ---------------------------------------------------------------- the request head
 
 void H2Stream::on_header(std::string_view name, std::string_view value) {
   const auto& limits = config().limits;
-  header_bytes_ += name.size() + value.size() + kFieldOverhead;
-  ++header_count_;
-  if (header_bytes_ > limits.request_headers_bytes + kFieldOverhead * limits.request_header_count ||
-      header_count_ > limits.request_header_count + 4) {  // + the four pseudo-headers
+  // The limits of HTTP/1.1 heads, counted as the same fields would take there ("name: value"
+  // and a line end), so a head too large for one protocol is too large for the other.
+  header_bytes_ += name.size() + value.size() + 4;
+  if (!name.starts_with(':')) ++header_count_;
+  if (header_bytes_ > limits.request_headers_bytes ||
+      header_count_ > limits.request_header_count) {
     head_too_large_ = true;
   }
   if (head_too_large_) return;  // nothing more is kept; 431 once the head is in
+  // Pseudo-headers come first (nghttp2 checks that, and that each comes once); they go
+  // straight into the head, in the stream's header arena like every field.
   if (name.starts_with(':')) {
     if (name == ":method") {
-      method_.assign(value);
+      request_.method_string(value);
+      has_method_ = true;
     } else if (name == ":path") {
-      path_.assign(value);
+      request_.target(value);
+      has_path_ = true;
     } else if (name == ":authority") {
-      authority_.assign(value);
+      request_.insert(http::field::host, value);
+      has_authority_ = true;
     }
-    return;  // :scheme is the listener's; nghttp2 has checked the set
+    return;  // :scheme is the listener's
   }
   if (name == "host") {
-    // :authority wins where both came (RFC 9113 8.3.1); Host is rebuilt from it.
-    if (authority_.empty()) authority_.assign(value);
+    // :authority wins where both came (RFC 9113 8.3.1).
+    if (!has_authority_) request_.insert(http::field::host, value);
+    has_authority_ = true;
   } else if (name == "cookie") {
     // HTTP/2 may split Cookie into one field per crumb; HTTP/1.1 wants one (RFC 9113 8.2.3).
-    if (!cookie_.empty()) cookie_.append("; ");
-    cookie_.append(value);
+    auto& cookie = buffers_->cookie;
+    if (!cookie.empty()) cookie.append("; ");
+    cookie.append(value);
   } else if (name == "content-length") {
     has_content_length_ = true;  // nghttp2 checked it is a number, and checks it against DATA
     std::from_chars(value.data(), value.data() + value.size(), content_length_);
@@ -143,22 +172,18 @@ void H2Stream::on_header(std::string_view name, std::string_view value) {
 void H2Stream::on_head_done(bool end_stream) {
   request_ended_ = end_stream;
   if (head_too_large_) return fail(ErrorKind::headers_too_large);
-  if (method_.empty() || path_.empty() || authority_.empty()) {
+  if (!has_method_ || !has_path_ || !has_authority_) {
     return fail(ErrorKind::bad_request);  // CONNECT (no :path), or no authority at all
   }
-  request_.method_string(method_);
-  request_.target(path_);
   request_.version(11);
-  request_.insert(http::field::host, authority_);
-  if (!cookie_.empty()) request_.insert(http::field::cookie, cookie_);
-  head_built_ = true;
+  if (!buffers_->cookie.empty()) request_.insert(http::field::cookie, buffers_->cookie);
   if (const auto& limit = config().limits.request_body_bytes;
       limit != 0 && has_content_length_ && content_length_ > limit) {
     return fail(ErrorKind::body_too_large);
   }
-  route_view_.host = authority_;
+  route_view_.host = request_[http::field::host];
   route_view_.path = request_.target();
-  route_view_.cookie_header = cookie_;
+  route_view_.cookie_header = buffers_->cookie;
   route_view_.source_ip = connection_->client_ip();
   if (auto it = request_.find("knative-serving-tag"); it != request_.end()) {
     route_view_.tag_header = it->value();
@@ -168,10 +193,7 @@ void H2Stream::on_head_done(bool end_stream) {
   }
   const auto verb = request_.method();
   is_head_request_ = verb == http::verb::head;
-  replayable_ = request_ended_ &&
-                (verb == http::verb::get || verb == http::verb::head ||
-                 verb == http::verb::options || verb == http::verb::trace ||
-                 verb == http::verb::put || verb == http::verb::delete_);
+  replayable_ = is_replayable(verb, request_ended_);
   route_request();
 }
 
@@ -180,20 +202,12 @@ void H2Stream::on_head_done(bool end_stream) {
 void H2Stream::route_request() {
   const auto& listener = connection_->listener();
   if (listener.https_redirect_port != 0) {
-    // Istio Gateway's httpsRedirect, as for HTTP/1.1 (Session::redirect_to_https).
-    char host[256];
-    std::size_t host_length = 0;
-    if (!routing::normalize_host(authority_, host, host_length)) {
+    auto& location = buffers_->location;
+    if (!https_redirect_location(location, route_view_.host, listener.https_redirect_port,
+                                 request_.target())) {
       return fail(ErrorKind::bad_request);
     }
-    location_ = "https://";
-    location_.append(host, host_length);
-    if (listener.https_redirect_port != 443) {
-      location_ += ':';
-      location_ += std::to_string(listener.https_redirect_port);
-    }
-    location_.append(path_);
-    return reply_local(301, "moved to https\n", location_);
+    return reply_local(301, "moved to https\n", location);
   }
   auto& router = view_->router;
   const auto match = router.table()->find_host(route_view_.host);
@@ -218,7 +232,7 @@ void H2Stream::route_request() {
   } else {
     request_framing_ = Framing::chunked;  // HTTP/2 bodies need no length: chunked upstream
   }
-  write_request_head(head_out_, request_,
+  write_request_head(buffers_->head_out, request_,
                      {connection_->client_ip(), listener.https ? "https" : "http",
                       decision_.revision->name, decision_.service->namespace_name,
                       std::string_view(request_id_, sizeof request_id_), trace, {}},
@@ -310,17 +324,17 @@ void H2Stream::send_request() {
 
 void H2Stream::write_request() {
   if (phase_ != Phase::sending_request || writing_) return;
-  body_out_.swap(body_in_);  // what came so far goes now; more collects in body_in_
+  buffers_->body_out.swap(buffers_->body_in);  // what came so far goes now; more collects in buffers_->body_in
   const bool finishing = request_ended_;
   std::size_t n = 0;
-  if (head_pending_) out_buffers_[n++] = asio::buffer(head_out_);
-  if (!body_out_.empty()) {
+  if (head_pending_) out_buffers_[n++] = asio::buffer(buffers_->head_out);
+  if (!buffers_->body_out.empty()) {
     if (request_framing_ == Framing::chunked) {
-      out_buffers_[n++] = asio::buffer(chunk_size_line(body_out_.size(), chunk_line_));
-      out_buffers_[n++] = asio::buffer(body_out_);
+      out_buffers_[n++] = asio::buffer(chunk_size_line(buffers_->body_out.size(), chunk_line_));
+      out_buffers_[n++] = asio::buffer(buffers_->body_out);
       out_buffers_[n++] = asio::buffer("\r\n", 2);
     } else {
-      out_buffers_[n++] = asio::buffer(body_out_);
+      out_buffers_[n++] = asio::buffer(buffers_->body_out);
     }
   }
   if (finishing && request_framing_ == Framing::chunked) {
@@ -335,7 +349,7 @@ void H2Stream::write_request() {
   arm_deadline(config().timeouts.idle);
   asio::async_write(upstream_->stream, std::span<const asio::const_buffer>(out_buffers_.data(), n),
                     [self = shared_from_this(), upstream = upstream_,
-                     body_bytes = body_out_.size(), finishing](error_code ec, std::size_t) {
+                     body_bytes = buffers_->body_out.size(), finishing](error_code ec, std::size_t) {
                       self->writing_ = false;
                       self->on_request_written(ec, body_bytes, finishing);
                     });
@@ -348,7 +362,7 @@ void H2Stream::on_request_written(error_code ec, std::size_t body_bytes, bool fi
     return on_upstream_failure(ErrorKind::upstream_reset);
   }
   head_pending_ = false;
-  body_out_.clear();
+  buffers_->body_out.clear();
   request_body_bytes_ += body_bytes;
   consume(body_bytes);  // the client may send that much more
   flush();
@@ -375,11 +389,11 @@ void H2Stream::on_data(const std::uint8_t* data, std::size_t size) {
   if (!body_wanted_) return consume(size);
   const auto limit = config().limits.request_body_bytes;
   if (limit != 0 &&
-      request_body_bytes_ + body_out_.size() + body_in_.size() + size > limit) {
+      request_body_bytes_ + buffers_->body_out.size() + buffers_->body_in.size() + size > limit) {
     release_upstream(false);  // a head (and maybe some body) went up: unusable
     return fail(ErrorKind::body_too_large);
   }
-  body_in_.append(reinterpret_cast<const char*>(data), size);
+  buffers_->body_in.append(reinterpret_cast<const char*>(data), size);
   write_request();
 }
 
@@ -450,23 +464,34 @@ void H2Stream::on_response_head() {
   status_ = response.result_int();
   upstream_service_ms_ =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - upstream_start_).count();
-  write_proxy_fields(proxy_fields_, decision_, upstream_service_ms_, connection_->listener().https);
-  write_h2_response_head(block_, response, proxy_fields_);
+  auto& block = buffers_->block;
+  write_h2_response_head(block, response);
+  add_proxy_fields(decision_, upstream_service_ms_, connection_->listener().https,
+                   [&block](std::string_view name, std::string_view value) {
+                     block.add(name, value);
+                   });
   head_fields_ = static_cast<std::size_t>(std::distance(response.begin(), response.end()));
   const bool has_body = !response_->is_done();
   phase_ = Phase::relaying_response;
   if (!has_body) release_upstream(response_->keep_alive() && upstream_->buffer.size() == 0);
-  submit_head(has_body);
+  chunk_fill_ = chunk_taken_ = 0;
+  submit_response(has_body);
 }
 
-void H2Stream::submit_head(bool has_body) {
-  nv_.clear();
-  for (std::size_t i = 0; i < block_.size(); ++i) nv_.push_back(make_nv(block_.name(i), block_.value(i)));
+const std::vector<nghttp2_nv>& H2Stream::block_nv() {
+  auto& nv = buffers_->nv;
+  const auto& block = buffers_->block;
+  nv.clear();
+  for (std::size_t i = 0; i < block.size(); ++i) nv.push_back(make_nv(block.name(i), block.value(i)));
+  return nv;
+}
+
+void H2Stream::submit_response(bool has_body) {
   nghttp2_data_provider provider{};
   provider.source.ptr = this;
   provider.read_callback = read_body_callback;
-  if (has_body) chunk_fill_ = chunk_taken_ = 0;
-  nghttp2_submit_response(connection_->session(), id_, nv_.data(), nv_.size(),
+  const auto& nv = block_nv();
+  nghttp2_submit_response(connection_->session(), id_, nv.data(), nv.size(),
                           has_body ? &provider : nullptr);
   arm_deadline(config().timeouts.idle);
   flush();
@@ -543,14 +568,11 @@ ssize_t H2Stream::read_body(std::uint8_t* out, std::size_t length, std::uint32_t
   arm_deadline(config().timeouts.idle);
   if (chunk_taken_ == chunk_fill_ && response_->is_done()) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (write_h2_trailers(block_, response_->get(), head_fields_)) {
+    if (write_h2_trailers(buffers_->block, response_->get(), head_fields_)) {
       // Trailers of a chunked upstream response (gRPC's grpc-status among them) end the stream.
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      nv_.clear();
-      for (std::size_t i = 0; i < block_.size(); ++i) {
-        nv_.push_back(make_nv(block_.name(i), block_.value(i)));
-      }
-      nghttp2_submit_trailer(connection_->session(), id_, nv_.data(), nv_.size());
+      const auto& nv = block_nv();
+      nghttp2_submit_trailer(connection_->session(), id_, nv.data(), nv.size());
     }
     release_upstream(response_->keep_alive() && upstream_->buffer.size() == 0);
   }
@@ -582,42 +604,34 @@ void H2Stream::reply_local(unsigned status, std::string_view body, std::string_v
   }
   // The body (if any is still coming) is not wanted any more: give its window back.
   body_wanted_ = false;
-  body_in_.clear();
+  buffers_->body_in.clear();
   consume(unconsumed_);
   phase_ = Phase::replying;
-  deadline_ = Clock::time_point::max();
-  arm_deadline(config().timeouts.idle);
   status_ = status;
-  block_.clear();
+  auto& block = buffers_->block;
+  block.clear();
   if (grpc_) {
     // gRPC clients read errors from grpc-status, in a trailers-only response (HTTP 200).
     status_ = 200;
-    block_.add(":status", "200");
-    block_.add("content-type", "application/grpc");
-    block_.add("grpc-status", grpc_status_for(status));
-    block_.add("grpc-message", body.substr(0, body.find('\n')));
+    block.add(":status", "200");
+    block.add("content-type", "application/grpc");
+    block.add("grpc-status", grpc_status_for(status));
+    block.add("grpc-message", body.substr(0, body.find('\n')));
     local_body_ = {};
   } else {
     char digits[20];
     char status_text[4];
     const auto status_end = std::to_chars(status_text, status_text + 4, status).ptr;
-    block_.add(":status", std::string_view(status_text, status_end - status_text));
-    block_.add("content-type", "text/plain; charset=utf-8");
+    block.add(":status", std::string_view(status_text, status_end - status_text));
+    block.add("content-type", "text/plain; charset=utf-8");
     const auto length_end = std::to_chars(digits, digits + sizeof digits, body.size()).ptr;
-    block_.add("content-length", std::string_view(digits, length_end - digits));
-    if (!location.empty()) block_.add("location", location);
+    block.add("content-length", std::string_view(digits, length_end - digits));
+    if (!location.empty()) block.add("location", location);
     local_body_ = body;
     response_body_bytes_ = body.size();  // counted like a proxied body (metrics, access log)
   }
   chunk_taken_ = 0;
-  nv_.clear();
-  for (std::size_t i = 0; i < block_.size(); ++i) nv_.push_back(make_nv(block_.name(i), block_.value(i)));
-  nghttp2_data_provider provider{};
-  provider.source.ptr = this;
-  provider.read_callback = read_body_callback;
-  nghttp2_submit_response(connection_->session(), id_, nv_.data(), nv_.size(),
-                          local_body_.empty() ? nullptr : &provider);
-  flush();
+  submit_response(!local_body_.empty());
 }
 
 void H2Stream::reset(std::uint32_t error_code) {
@@ -681,9 +695,9 @@ void H2Stream::record() {
     worker_.shard().request_ended();
   }
   RequestRecord record;
-  if (head_built_) record.request = &request_;
+  if (has_method_) record.request = &request_;
   record.protocol = "HTTP/2";
-  record.authority = authority_;
+  record.authority = route_view_.host;
   record.decision = &decision_;
   record.request_id = &request_id_;
   record.status = status_;

@@ -85,7 +85,8 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   void fail(ErrorKind kind);
   void on_upstream_failure(ErrorKind kind);
   void reply_local(unsigned status, std::string_view body, std::string_view location = {});
-  void submit_head(bool has_body);
+  const std::vector<nghttp2_nv>& block_nv();  // views of buffers_->block, for a submit
+  void submit_response(bool has_body);        // buffers_->block, then the body if any
   void consume(std::size_t bytes);  // client body bytes done with: WINDOW_UPDATE
   void release_upstream(bool reusable);
   void record();
@@ -103,14 +104,28 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   RequestHead request_;
   routing::RequestView route_view_;
   routing::Decision decision_;
-  std::string authority_;  // :authority (or Host), kept here: the Host field is rebuilt from it
-  std::string cookie_;     // Cookie fields joined with "; " (RFC 9113 8.2.3)
-  std::string method_;
-  std::string path_;
-  std::size_t header_bytes_ = 0;  // RFC 9113 6.5.2's size: name + value + 32 per field
-  std::size_t header_count_ = 0;
+  // What a stream needs besides its head, taken from a per-thread pool (with the capacity of
+  // earlier streams' use) so that a stream allocates no strings of its own.
+  struct Buffers {
+    std::string head_out;  // the request head for the upstream
+    std::string body_in;   // DATA received, not yet written upstream
+    std::string body_out;  // the piece being written
+    std::string cookie;    // Cookie fields joined with "; " (RFC 9113 8.2.3)
+    std::string location;  // httpsRedirect's Location
+    HeaderBlock block;     // the response head or trailers being submitted
+    std::vector<nghttp2_nv> nv;
+  };
+  static std::unique_ptr<Buffers> acquire_buffers();
+  static void release_buffers(std::unique_ptr<Buffers> buffers);
+  // Each worker is one thread, so a thread-local free list is per worker and needs no lock.
+  static thread_local std::vector<std::unique_ptr<Buffers>> free_buffers_;
+  std::unique_ptr<Buffers> buffers_ = acquire_buffers();
+  std::size_t header_bytes_ = 0;  // as on an HTTP/1.1 head: name, ": ", value, line end
+  std::size_t header_count_ = 0;  // regular fields
   bool head_too_large_ = false;
-  bool head_built_ = false;  // request_ holds the whole head (for the access log)
+  bool has_method_ = false;
+  bool has_path_ = false;
+  bool has_authority_ = false;  // the head has its Host (from :authority, or a host field)
   bool has_content_length_ = false;
   std::uint64_t content_length_ = 0;
   bool expect_continue_ = false;
@@ -118,9 +133,6 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   bool body_wanted_ = true;     // false after a local reply or a failure: DATA is dropped
   char request_id_[36];
   Framing request_framing_ = Framing::none;
-  std::string head_out_;
-  std::string body_in_;    // DATA received, not yet written upstream
-  std::string body_out_;   // the piece being written
   std::size_t unconsumed_ = 0;  // DATA bytes received and not acknowledged to the client yet
   char chunk_line_[18];
   std::array<boost::asio::const_buffer, 5> out_buffers_;
@@ -134,11 +146,7 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   std::size_t chunk_taken_ = 0;
   bool reading_upstream_ = false;
   bool deferred_ = false;  // the data provider said DEFERRED: resume when bytes come
-  HeaderBlock block_;
-  std::vector<nghttp2_nv> nv_;
-  std::string proxy_fields_;
-  std::string_view local_body_;  // a local reply's body (static text or location_)
-  std::string location_;
+  std::string_view local_body_;  // a local reply's body (static text)
   bool timed_out_ = false;
   bool retried_ = false;
   bool replayable_ = false;

@@ -213,29 +213,22 @@ void write_response_head(std::string& out, const ResponseHead& response, Framing
 void HeaderBlock::add(std::string_view name, std::string_view value) {
   Entry entry{static_cast<std::uint32_t>(bytes_.size()), static_cast<std::uint32_t>(name.size()),
               0, static_cast<std::uint32_t>(value.size())};
-  for (char c : name) bytes_.push_back(c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c);
+  bytes_.append(name);
+  for (auto i = entry.name; i < entry.name + entry.name_size; ++i) {
+    if (bytes_[i] >= 'A' && bytes_[i] <= 'Z') bytes_[i] = static_cast<char>(bytes_[i] + ('a' - 'A'));
+  }
   entry.value = static_cast<std::uint32_t>(bytes_.size());
   bytes_.append(value);
   entries_.push_back(entry);
 }
 
 
-void write_h2_response_head(HeaderBlock& out, const ResponseHead& response,
-                            std::string_view extra_fields) {
+void write_h2_response_head(HeaderBlock& out, const ResponseHead& response) {
   out.clear();
   char status[4];
   const auto end = std::to_chars(status, status + sizeof status, response.result_int()).ptr;
   out.add(":status", std::string_view(status, static_cast<std::size_t>(end - status)));
   add_h2_fields(out, response, 0);
-  // "Name: value\r\n" lines.
-  while (!extra_fields.empty()) {
-    const auto line_end = extra_fields.find(kCrlf);
-    const auto line = extra_fields.substr(0, line_end);
-    extra_fields.remove_prefix(line_end == std::string_view::npos ? extra_fields.size()
-                                                                   : line_end + kCrlf.size());
-    const auto colon = line.find(": ");
-    if (colon != std::string_view::npos) out.add(line.substr(0, colon), line.substr(colon + 2));
-  }
 }
 
 bool write_h2_trailers(HeaderBlock& out, const ResponseHead& response, std::size_t first) {
@@ -246,19 +239,38 @@ bool write_h2_trailers(HeaderBlock& out, const ResponseHead& response, std::size
 
 void write_proxy_fields(std::string& out, const routing::Decision& decision,
                         std::int64_t upstream_service_ms, bool https) {
-  out.assign("x-envoy-upstream-service-time: ");
-  append_decimal(out, static_cast<std::uint64_t>(std::max<std::int64_t>(upstream_service_ms, 0)));
-  out.append(kCrlf);
-  if (decision.set_cookie) {
-    // Sticky sessions by cookie: the client's next requests carry it to the same revision.
-    char cookie[routing::kMaxSetCookieLength];
-    out.append("Set-Cookie: ").append(routing::format_set_cookie(decision, cookie));
-    if (https) out.append("; Secure");
-    out.append(kCrlf);
+  out.clear();
+  add_proxy_fields(decision, upstream_service_ms, https,
+                   [&out](std::string_view name, std::string_view value) {
+                     append_field(out, name, value);
+                   });
+}
+
+bool https_redirect_location(std::string& out, std::string_view host, std::uint16_t port,
+                             std::string_view target) {
+  char normalized[256];
+  std::size_t length = 0;
+  if (!routing::normalize_host(host, normalized, length)) return false;
+  out.assign("https://").append(normalized, length);
+  if (port != 443) {
+    out.push_back(':');
+    append_decimal(out, port);
   }
-  if (decision.service->debug_headers) {
-    append_field(out, "X-Revgate-Revision", decision.revision->name);
-    append_field(out, "X-Revgate-Endpoint", decision.endpoint->authority);
+  out.append(target);
+  return true;
+}
+
+bool is_replayable(http::verb method, bool bodyless) {
+  switch (method) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::options:
+    case http::verb::trace:
+    case http::verb::put:
+    case http::verb::delete_:
+      return bodyless;  // nothing is lost by sending it again
+    default:
+      return false;
   }
 }
 

@@ -6,7 +6,9 @@
 // Pure functions; one worker thread at a time.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -89,21 +91,56 @@ class HeaderBlock {
   std::vector<Entry> entries_;
 };
 
-// The response head for an HTTP/2 client from an HTTP/1.1 upstream's: `:status`, the
+// The response head for an HTTP/2 client from an HTTP/1.1 upstream's: `:status`, then the
 // end-to-end fields as received (the same ones write_response_head keeps, but no
-// connection-specific field at all, which HTTP/2 forbids), then `extra_fields` (lines as
-// write_proxy_fields makes them). Content-Length passes as is.
-void write_h2_response_head(HeaderBlock& out, const ResponseHead& response,
-                            std::string_view extra_fields);
+// connection-specific field at all, which HTTP/2 forbids). Content-Length passes as is. The
+// caller adds the proxy's own fields (add_proxy_fields).
+void write_h2_response_head(HeaderBlock& out, const ResponseHead& response);
 // The trailer fields of a chunked response (the fields from index `first` on, which Beast's
 // parser appends after the head's), for an HTTP/2 client; false when there are none.
 bool write_h2_trailers(HeaderBlock& out, const ResponseHead& response, std::size_t first);
 
-// The fields the proxy adds to a proxied response, as "Name: value\r\n" lines (replacing
-// `out`): x-envoy-upstream-service-time, the sticky Set-Cookie a new client gets (with Secure
-// on https), and with debugHeaders X-Revgate-Revision and X-Revgate-Endpoint.
+// The fields the proxy adds to a proxied response, one add(name, value) call each:
+// x-envoy-upstream-service-time, the sticky Set-Cookie a new client gets (with Secure on
+// https), and with debugHeaders X-Revgate-Revision and X-Revgate-Endpoint. The views passed
+// live only for the call.
+template <class Add>
+void add_proxy_fields(const routing::Decision& decision, std::int64_t upstream_service_ms,
+                      bool https, Add&& add) {
+  char digits[20];
+  const auto end = std::to_chars(digits, digits + sizeof digits,
+                                 upstream_service_ms < 0 ? 0 : upstream_service_ms)
+                       .ptr;
+  add("x-envoy-upstream-service-time", std::string_view(digits, end - digits));
+  if (decision.set_cookie) {
+    // Sticky sessions by cookie: the client's next requests carry it to the same revision.
+    char cookie[routing::kMaxSetCookieLength + 8];
+    std::string_view value = routing::format_set_cookie(
+        decision, reinterpret_cast<char(&)[routing::kMaxSetCookieLength]>(cookie));
+    if (https) {
+      std::memcpy(cookie + value.size(), "; Secure", 8);
+      value = std::string_view(cookie, value.size() + 8);
+    }
+    add("Set-Cookie", value);
+  }
+  if (decision.service->debug_headers) {
+    add("X-Revgate-Revision", decision.revision->name);
+    add("X-Revgate-Endpoint", decision.endpoint->authority);
+  }
+}
+
+// The same as "Name: value\r\n" lines for an HTTP/1.1 head (replacing `out`).
 void write_proxy_fields(std::string& out, const routing::Decision& decision,
                         std::int64_t upstream_service_ms, bool https);
+
+// Istio Gateway's httpsRedirect: "https://" + the host (normalized, without its port) + the
+// port when not 443 + the target; false when the host is not a valid one.
+bool https_redirect_location(std::string& out, std::string_view host, std::uint16_t port,
+                             std::string_view target);
+
+// RFC 9110 9.2.2: a request that may be sent again after a connection failed under it (an
+// idempotent method, and no body that could be lost).
+bool is_replayable(boost::beast::http::verb method, bool bodyless);
 
 // A random (version 4) UUID from 128 random bits, formatted 8-4-4-4-12 in lowercase hex.
 void format_uuid4(std::uint64_t high, std::uint64_t low, char (&out)[36]);

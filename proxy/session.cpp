@@ -51,9 +51,6 @@ std::size_t request_line_end(const Buffer& buffer) {
 
 bool is_informational(unsigned status) { return status >= 100 && status < 200 && status != 101; }
 
-// What an HTTP/2 client with prior knowledge opens with (RFC 9113 3.4).
-constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 }  // namespace
 
 Session::Session(Worker& worker, Socket socket, std::shared_ptr<const ListenerSpec> listener)
@@ -67,7 +64,7 @@ Session::Session(Worker& worker, Socket socket, std::shared_ptr<const ListenerSp
 
 Session::~Session() {
   if (exchange_) release_exchange(std::move(exchange_));
-  worker_.shard().connection_closed(listener_->id);
+  if (!handed_over_) worker_.shard().connection_closed(listener_->id);
   if (chunk_) worker_.release_chunk(std::move(chunk_));
 }
 
@@ -136,6 +133,7 @@ void Session::become_http2() {
   auto connection = std::make_shared<H2Connection>(worker_, std::move(stream_), listener_,
                                                   std::move(client_ip_));
   end_in_flight();  // the first byte counted a request; the streams count their own
+  handed_over_ = true;  // the connection stays open, and counted, as the H2Connection
   phase_ = Phase::closed;
   deadline_ = Clock::time_point::max();
   unlink();
@@ -319,19 +317,7 @@ void Session::on_request_head() {
 
   if (!connection_upgrade || request.version() < 11) upgrade_asked_ = {};
   client_keep_alive_ = exchange_->request->keep_alive();
-  // RFC 9110 9.2.2: only these may be sent again after a connection failed under them.
-  switch (request.method()) {
-    case http::verb::get:
-    case http::verb::head:
-    case http::verb::options:
-    case http::verb::trace:
-    case http::verb::put:
-    case http::verb::delete_:
-      replayable_ = exchange_->request->is_done();  // no body: nothing is lost by sending it again
-      break;
-    default:
-      replayable_ = false;
-  }
+  replayable_ = is_replayable(request.method(), exchange_->request->is_done());
   response_bytes_seen_ = false;
   client_http10_ = request.version() < 11;
   is_head_request_ = request.method() == http::verb::head;
@@ -806,19 +792,12 @@ void Session::on_upstream_failure(ErrorKind kind) {
 }
 
 void Session::redirect_to_https() {
-  // Istio Gateway's httpsRedirect: the same host and target on the TLS listener's port.
-  char host[256];
-  std::size_t host_length = 0;
-  if (!routing::normalize_host(exchange_->route_view.host, host, host_length)) {
+  std::string location;
+  if (!https_redirect_location(location, exchange_->route_view.host,
+                               listener_->https_redirect_port,
+                               exchange_->request->get().target())) {
     return fail(ErrorKind::bad_request);
   }
-  std::string location = "https://";
-  location.append(host, host_length);
-  if (listener_->https_redirect_port != 443) {
-    location += ':';
-    location += std::to_string(listener_->https_redirect_port);
-  }
-  location.append(exchange_->request->get().target());
   const bool body_left = !exchange_->request->is_done();
   reply_local(301, "moved to https\n", body_left, location);
 }

@@ -132,6 +132,7 @@ class Session : public SessionBase,
   Phase phase_ = Phase::waiting;
   bool draining_ = false;
   bool may_be_h2_ = false;  // h2c listener, nothing but a prefix of the HTTP/2 preface read yet
+  bool handed_over_ = false;  // become_http2(): an H2Connection has the connection now
   bool parked_ = false;  // waiting: buffers given back, waiting for readability
   Clock::time_point waiting_since_{};
   bool client_keep_alive_ = true;

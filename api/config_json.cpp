@@ -80,6 +80,7 @@ json::object service_json(const config::Service& service) {
     }
     r["endpoints"] = std::move(endpoints);
     if (revision.tls) r["tls"] = upstream_tls(*revision.tls);
+    r["protocol"] = config::to_string(revision.protocol);
     revisions.push_back(std::move(r));
   }
   o["revisions"] = std::move(revisions);

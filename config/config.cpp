@@ -71,7 +71,7 @@ constexpr std::array kServiceKeys = {"name"sv,           "namespace"sv,    "spli
                                      "upgradeTypes"sv};
 constexpr std::array kHashOnKeys = {"header"sv, "cookie"sv, "sourceIp"sv};
 constexpr std::array kHashCookieKeys = {"name"sv, "ttl"sv};
-constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv, "tls"sv};
+constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv, "tls"sv, "protocol"sv};
 constexpr std::array kUpstreamTlsKeys = {"caFile"sv, "serverName"sv, "certFile"sv, "keyFile"sv};
 constexpr std::array kTargetKeys = {"revisionName"sv, "latestRevision"sv, "percent"sv, "tag"sv};
 constexpr std::array kMappingKeys = {"domain"sv, "service"sv, "namespace"sv};
@@ -962,7 +962,44 @@ class Loader {
                         quote(revision.name)));
       }
     }
+    if (const Field* protocol = fields.find("protocol")) {
+      read_revision_protocol(*protocol, revision, endpoints_known);
+    }
     return revision;
+  }
+
+  static std::string authority(const Endpoint& endpoint) {
+    return fmt::format("'{}:{}'", endpoint.host, endpoint.port);
+  }
+
+  // `protocol:` http1 (the default), h2c for cleartext endpoints, h2 for https:// ones.
+  void read_revision_protocol(const Field& field, Revision& revision, bool endpoints_known) {
+    auto value = read_string(field);
+    if (!value) return;
+    if (*value == "http1") {
+      revision.protocol = UpstreamProtocol::http1;
+    } else if (*value == "h2c") {
+      revision.protocol = UpstreamProtocol::h2c;
+    } else if (*value == "h2") {
+      revision.protocol = UpstreamProtocol::h2;
+    } else {
+      return add(field.value_pos, "upstream-protocol",
+                 fmt::format("protocol must be http1, h2c (HTTP/2 over cleartext) or h2 (HTTP/2 "
+                             "over TLS), got {}",
+                             quote(*value)));
+    }
+    if (!endpoints_known || revision.protocol == UpstreamProtocol::http1) return;
+    const bool want_tls = revision.protocol == UpstreamProtocol::h2;
+    for (const Endpoint& endpoint : revision.endpoints) {
+      if (endpoint.tls == want_tls) continue;
+      return add(field.value_pos, "upstream-protocol",
+                 want_tls ? fmt::format("revision {} has protocol h2 (HTTP/2 over TLS) but "
+                                        "endpoint {} is not https://; use h2c for cleartext",
+                                        quote(revision.name), authority(endpoint))
+                          : fmt::format("revision {} has protocol h2c (cleartext HTTP/2) but "
+                                        "endpoint {} is https://; use h2 for HTTP/2 over TLS",
+                                        quote(revision.name), authority(endpoint)));
+    }
   }
 
   UpstreamTls read_upstream_tls(const Field& field) {
@@ -1492,6 +1529,18 @@ std::string_view to_string(LoadBalancer balancer) {
       return "RANDOM";
   }
   return "ROUND_ROBIN";
+}
+
+std::string_view to_string(UpstreamProtocol protocol) {
+  switch (protocol) {
+    case UpstreamProtocol::h2c:
+      return "h2c";
+    case UpstreamProtocol::h2:
+      return "h2";
+    case UpstreamProtocol::http1:
+      break;
+  }
+  return "http1";
 }
 
 std::string ConfigError::to_string() const {

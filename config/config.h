@@ -44,11 +44,20 @@ struct UpstreamTls {
   SourcePos pos;
 };
 
+// How requests reach a revision's endpoints (`protocol:`, Knative's port names).
+enum class UpstreamProtocol {
+  http1,  // HTTP/1.1, pooled keep-alive connections (the default)
+  h2c,    // HTTP/2 with prior knowledge over cleartext endpoints
+  h2,     // HTTP/2 over TLS (https:// endpoints), ALPN h2
+};
+std::string_view to_string(UpstreamProtocol protocol);  // "http1", "h2c", "h2"
+
 struct Revision {
   std::string name;
   std::vector<Endpoint> endpoints;
   SourcePos pos;
   std::optional<UpstreamTls> tls;  // only when some endpoint is https://
+  UpstreamProtocol protocol = UpstreamProtocol::http1;
 };
 
 // Knative's TrafficTarget: exactly one of revision_name / latest_revision is set in a loaded

@@ -307,7 +307,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void hand_to_http2(std::string received) {
     auto& worker = worker_;
     serve_http2(std::move(socket_), std::move(received),
-                {worker.options.name, remote_, [&worker] { worker.requests.add_one(); }});
+                {worker.options.name, remote_, [&worker] { worker.requests.add_one(); },
+                 [&worker] { return worker.next_delay_us(); }});
   }
 
   tcp::socket& lowest() { return beast::get_lowest_layer(socket_); }

@@ -262,10 +262,15 @@ class H2Echo : public std::enable_shared_from_this<H2Echo<Transport>> {
                         {"headers", std::move(headers)}, {"body_bytes", s.body_bytes},
                         {"remote", context_.remote}};
       s.out = json::serialize(body);
-      if (const auto delay_ms = special(s)) {
+    }
+    if (s.kind == Kind::plain || s.kind == Kind::unary) {
+      // /_echo/delay/MS, else the configured delay (as for HTTP/1.1 answers).
+      std::uint64_t delay_us = s.kind == Kind::plain ? special(s) * 1000 : 0;
+      if (delay_us == 0 && context_.next_delay_us) delay_us = context_.next_delay_us();
+      if (delay_us != 0) {
         s.out_done = true;
         s.delay = std::make_unique<asio::steady_timer>(socket_.get_executor());
-        s.delay->expires_after(std::chrono::milliseconds(delay_ms));
+        s.delay->expires_after(std::chrono::microseconds(delay_us));
         s.delay->async_wait([keep = this->shared_from_this(), id](error_code ec) {
           Stream* delayed = keep->find(id);
           if (ec || delayed == nullptr) return;  // the client reset the stream meanwhile

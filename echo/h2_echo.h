@@ -27,6 +27,8 @@ struct H2EchoContext {
   std::string revision;
   std::string remote;              // the client's address, for the JSON echo
   std::function<void()> counted;   // one call per request (stream), for /_echo/stats
+  // --delay-ms / --delay-p50-ms: the delay of a plain or unary answer, in microseconds.
+  std::function<std::uint64_t()> next_delay_us;
 };
 
 // Takes over `stream` (a TCP socket with prior knowledge, or TLS that negotiated ALPN h2);

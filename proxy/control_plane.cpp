@@ -210,6 +210,7 @@ std::expected<std::shared_ptr<const Snapshot>, std::string> ControlPlane::make_s
       const auto& written = configured.endpoints[i];
       auto& upstream = upstreams.emplace_back();
       upstream.pool_key = fmt::format("{}:{}", endpoint.address, endpoint.port);
+      upstream.protocol = configured.protocol;
       if (written.tls) {
         if (context == nullptr) {
           const auto* tls = configured.tls ? &*configured.tls : nullptr;

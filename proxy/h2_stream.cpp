@@ -113,11 +113,12 @@ void H2Stream::release_buffers(std::unique_ptr<Buffers> buffers) {
   constexpr std::size_t kKeptCapacity = 64 * 1024;  // a stream window: what a body piece takes
   if (free_buffers_.size() >= kMaxFree) return;
   for (std::string* text : {&buffers->head_out, &buffers->body_in, &buffers->body_out,
-                            &buffers->cookie, &buffers->location}) {
+                            &buffers->cookie, &buffers->location, &buffers->response_body}) {
     if (text->capacity() > kKeptCapacity) std::string().swap(*text);
     text->clear();
   }
   buffers->block.clear();
+  buffers->request_block.clear();
   buffers->nv.clear();
   free_buffers_.push_back(std::move(buffers));
 }
@@ -232,11 +233,18 @@ void H2Stream::route_request() {
   } else {
     request_framing_ = Framing::chunked;  // HTTP/2 bodies need no length: chunked upstream
   }
-  write_request_head(buffers_->head_out, request_,
-                     {connection_->client_ip(), listener.https ? "https" : "http",
-                      decision_.revision->name, decision_.service->namespace_name,
-                      std::string_view(request_id_, sizeof request_id_), trace, {}},
-                     request_framing_, content_length_);
+  const ForwardedFor forwarded{connection_->client_ip(), listener.https ? "https" : "http",
+                               decision_.revision->name, decision_.service->namespace_name,
+                               std::string_view(request_id_, sizeof request_id_), trace, {}};
+  const auto& target = view_->snapshot->upstream(*decision_.revision, *decision_.endpoint);
+  upstream_http2_ = target.http2();
+  if (upstream_http2_) {
+    write_h2_request_head(buffers_->request_block, request_, forwarded,
+                          target.tls != nullptr ? "https" : "http",
+                          has_content_length_ ? std::optional(content_length_) : std::nullopt);
+  } else {
+    write_request_head(buffers_->head_out, request_, forwarded, request_framing_, content_length_);
+  }
   if (expect_continue_ && !request_ended_) {
     const nghttp2_nv informational[] = {make_nv(":status", "100")};
     nghttp2_submit_headers(connection_->session(), NGHTTP2_FLAG_NONE, id_, nullptr, informational,
@@ -253,6 +261,11 @@ void H2Stream::connect_upstream() {
   const auto& endpoint = *decision_.endpoint;
   const auto& target = view_->snapshot->upstream(*decision_.revision, endpoint);
   const auto destination = view_->snapshot->destination_ids[decision_.revision->index];
+  if (upstream_http2_) {
+    h2_upstream_ = worker_.h2_pool().acquire(view_->snapshot, target, decision_, destination,
+                                             config().timeouts.upstream_connect);
+    return h2_upstream_->wait(shared_from_this());
+  }
   if (!retried_) upstream_ = worker_.pool().take(target.pool_key, destination);
   if (upstream_) {
     if (!upstream_->watching) return send_request();
@@ -376,9 +389,13 @@ bool H2Stream::may_retry() const {
   return upstream_->requests > 1 && !retried_ && replayable_ && !response_bytes_seen_;
 }
 
-void H2Stream::retry() {
+void H2Stream::count_retry() {
   retried_ = true;
-  ++worker_.shard().upstream(upstream_->destination).retries;
+  ++worker_.shard().upstream(view_->snapshot->destination_ids[decision_.revision->index]).retries;
+}
+
+void H2Stream::retry() {
+  count_retry();
   release_upstream(false);
   response_.reset();
   connect_upstream();
@@ -394,11 +411,19 @@ void H2Stream::on_data(const std::uint8_t* data, std::size_t size) {
     return fail(ErrorKind::body_too_large);
   }
   buffers_->body_in.append(reinterpret_cast<const char*>(data), size);
+  if (h2_body_deferred_ && h2_open_) {
+    h2_body_deferred_ = false;
+    return h2_upstream_->resume(h2_id_);
+  }
   write_request();
 }
 
 void H2Stream::on_end_stream() {
   request_ended_ = true;
+  if (h2_body_deferred_ && h2_open_) {
+    h2_body_deferred_ = false;
+    return h2_upstream_->resume(h2_id_);
+  }
   write_request();
 }
 
@@ -412,15 +437,19 @@ void H2Stream::consume(std::size_t bytes) {
 
 // ---------------------------------------------------------------- response head
 
-void H2Stream::read_response_head() {
-  phase_ = Phase::reading_response;
-  timed_out_ = false;
+std::chrono::milliseconds H2Stream::response_timeout() const {
   auto timeout = config().timeouts.upstream_response;
   if (auto it = request_.find("grpc-timeout"); it != request_.end()) {
     // The client's deadline, when sooner: the proxy answers DEADLINE_EXCEEDED itself.
     if (auto deadline = parse_grpc_timeout(it->value())) timeout = std::min(timeout, *deadline);
   }
-  arm_deadline(timeout);
+  return timeout;
+}
+
+void H2Stream::read_response_head() {
+  phase_ = Phase::reading_response;
+  timed_out_ = false;
+  arm_deadline(response_timeout());
   response_.emplace(std::piecewise_construct, std::make_tuple(),
                     std::make_tuple(ArenaAllocator<char>(&arena_)));
   response_->header_limit(kResponseHeaderLimit);
@@ -478,9 +507,10 @@ void H2Stream::on_response_head() {
   submit_response(has_body);
 }
 
-const std::vector<nghttp2_nv>& H2Stream::block_nv() {
+const std::vector<nghttp2_nv>& H2Stream::block_nv() { return block_nv(buffers_->block); }
+
+const std::vector<nghttp2_nv>& H2Stream::block_nv(const HeaderBlock& block) {
   auto& nv = buffers_->nv;
-  const auto& block = buffers_->block;
   nv.clear();
   for (std::size_t i = 0; i < block.size(); ++i) nv.push_back(make_nv(block.name(i), block.value(i)));
   return nv;
@@ -552,6 +582,7 @@ ssize_t H2Stream::read_body(std::uint8_t* out, std::size_t length, std::uint32_t
     return static_cast<ssize_t>(n);
   }
   if (phase_ != Phase::relaying_response) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (upstream_http2_) return read_h2_response_body(out, length, flags);
   if (chunk_taken_ == chunk_fill_) {
     chunk_taken_ = chunk_fill_ = 0;
     if (!fill_response_chunk()) {
@@ -577,6 +608,194 @@ ssize_t H2Stream::read_body(std::uint8_t* out, std::size_t length, std::uint32_t
     release_upstream(response_->keep_alive() && upstream_->buffer.size() == 0);
   }
   return static_cast<ssize_t>(n);
+}
+
+// ---------------------------------------------------------------- HTTP/2 upstream
+
+void H2Stream::on_upstream_ready(bool connected) {
+  if (phase_ != Phase::connecting) return;
+  if (!connected) {
+    h2_upstream_.reset();
+    return on_upstream_failure(ErrorKind::upstream_connect);
+  }
+  send_h2_request();
+}
+
+void H2Stream::send_h2_request() {
+  phase_ = Phase::reading_response;
+  if (started_endpoint_ == nullptr) {
+    started_endpoint_ = decision_.endpoint;
+    view_->router.request_started(*started_endpoint_);
+  }
+  upstream_start_ = Clock::now();
+  // DATA may have come (even all of it) while the connection was being made.
+  const bool has_body = !request_ended_ || !buffers_->body_in.empty();
+  h2_id_ = h2_upstream_->submit(block_nv(buffers_->request_block), has_body, shared_from_this());
+  if (h2_id_ <= 0) {
+    h2_id_ = 0;
+    h2_upstream_.reset();
+    return on_upstream_failure(ErrorKind::upstream_reset);
+  }
+  h2_open_ = true;
+  request_sent_ = !has_body;
+  // The response deadline runs once the whole request is up; while the body goes, `idle`.
+  arm_deadline(request_sent_ ? response_timeout() : config().timeouts.idle);
+}
+
+ssize_t H2Stream::read_request_body(std::uint8_t* out, std::size_t length, std::uint32_t* flags) {
+  auto& body = buffers_->body_in;
+  const auto n = std::min(length, body.size() - request_taken_);
+  std::memcpy(out, body.data() + request_taken_, n);
+  request_taken_ += n;
+  if (request_taken_ == body.size()) {
+    body.clear();
+    request_taken_ = 0;
+  }
+  request_body_bytes_ += n;
+  consume(n);  // with nghttp2 now: the client may send that much more
+  flush();
+  if (body.empty() && request_ended_) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    request_sent_ = true;
+    if (!upstream_head_done_) arm_deadline(response_timeout());
+    return static_cast<ssize_t>(n);
+  }
+  if (n == 0) {
+    h2_body_deferred_ = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  if (!upstream_head_done_) arm_deadline(config().timeouts.idle);
+  return static_cast<ssize_t>(n);
+}
+
+void H2Stream::on_upstream_header(std::string_view name, std::string_view value) {
+  if (phase_ != Phase::reading_response && phase_ != Phase::relaying_response) return;
+  auto& block = buffers_->block;
+  if (upstream_head_done_) {
+    if (!in_trailers_) {
+      in_trailers_ = true;  // the head went out already: the block holds the trailers now
+      block.clear();
+    }
+    if (!is_proxy_response_field(name)) block.add(name, value);
+    return;
+  }
+  if (name == ":status") {
+    // nghttp2 checked it is three digits; a head starts with it.
+    std::from_chars(value.data(), value.data() + value.size(), upstream_status_);
+    informational_ = upstream_status_ < 200;
+    block.clear();
+    if (!informational_) block.add(name, value);
+    return;
+  }
+  if (informational_ || is_proxy_response_field(name)) return;
+  block.add(name, value);
+}
+
+void H2Stream::on_upstream_headers_done(bool end_stream) {
+  if (phase_ != Phase::reading_response && phase_ != Phase::relaying_response) return;
+  response_bytes_seen_ = true;
+  if (upstream_head_done_) {  // trailers (always with END_STREAM)
+    has_trailers_ = in_trailers_;
+    return on_upstream_end();
+  }
+  if (informational_) {
+    informational_ = false;
+    // A 100 Continue was answered to the client already; 101 cannot happen without Upgrade.
+    if (end_stream || upstream_status_ == 101) {
+      release_upstream(false);
+      return on_upstream_failure(ErrorKind::upstream_protocol);
+    }
+    return;
+  }
+  upstream_head_done_ = true;
+  upstream_ended_ = end_stream;
+  status_ = upstream_status_;
+  upstream_service_ms_ =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - upstream_start_).count();
+  auto& block = buffers_->block;
+  add_proxy_fields(decision_, upstream_service_ms_, connection_->listener().https,
+                   [&block](std::string_view name, std::string_view value) {
+                     block.add(name, value);
+                   });
+  phase_ = Phase::relaying_response;
+  response_taken_ = 0;
+  submit_response(!end_stream && !is_head_request_);
+}
+
+void H2Stream::on_upstream_data(const std::uint8_t* data, std::size_t size) {
+  upstream_unconsumed_ += size;
+  if (phase_ != Phase::relaying_response) return;  // dropped; consumed when released
+  buffers_->response_body.append(reinterpret_cast<const char*>(data), size);
+  resume_response();
+}
+
+void H2Stream::on_upstream_end() {
+  upstream_ended_ = true;
+  resume_response();
+}
+
+void H2Stream::resume_response() {
+  if (!deferred_ || connection_ == nullptr) return;
+  deferred_ = false;
+  nghttp2_session_resume_data(connection_->session(), id_);
+  flush();
+}
+
+ssize_t H2Stream::read_h2_response_body(std::uint8_t* out, std::size_t length,
+                                        std::uint32_t* flags) {
+  auto& body = buffers_->response_body;
+  const auto n = std::min(length, body.size() - response_taken_);
+  if (n == 0 && !upstream_ended_) {
+    deferred_ = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  std::memcpy(out, body.data() + response_taken_, n);
+  response_taken_ += n;
+  if (response_taken_ == body.size()) {
+    body.clear();
+    response_taken_ = 0;
+  }
+  response_body_bytes_ += n;
+  if (h2_upstream_ && n != 0) {
+    upstream_unconsumed_ -= std::min(upstream_unconsumed_, n);
+    h2_upstream_->consume(h2_id_, n);  // the upstream may send that much more
+  }
+  arm_deadline(config().timeouts.idle);
+  if (body.empty() && upstream_ended_) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (has_trailers_ && buffers_->block.size() != 0) {
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      const auto& nv = block_nv();
+      nghttp2_submit_trailer(connection_->session(), id_, nv.data(), nv.size());
+    }
+    release_upstream(true);
+  }
+  return static_cast<ssize_t>(n);
+}
+
+void H2Stream::on_upstream_closed(std::uint32_t error) {
+  h2_open_ = false;
+  h2_body_deferred_ = false;
+  if (phase_ == Phase::reading_response) {
+    // Refused (or the connection went) before any answer: the upstream never processed it.
+    const bool unprocessed = error == NGHTTP2_REFUSED_STREAM || error == NGHTTP2_INTERNAL_ERROR;
+    if (unprocessed && !retried_ && !response_bytes_seen_ && request_body_bytes_ == 0 &&
+        (error == NGHTTP2_REFUSED_STREAM || replayable_)) {
+      count_retry();
+      release_upstream(false);
+      h2_id_ = 0;
+      return connect_upstream();
+    }
+    release_upstream(false);
+    return on_upstream_failure(error == NGHTTP2_NO_ERROR ? ErrorKind::upstream_protocol
+                                                         : ErrorKind::upstream_reset);
+  }
+  if (phase_ == Phase::relaying_response && !upstream_ended_) {
+    // Cut off mid-body: the client learns it from the reset (no END_STREAM).
+    flags_ |= metrics::kUpstreamConnectionTermination;
+    release_upstream(false);
+    return reset(NGHTTP2_INTERNAL_ERROR);
+  }
 }
 
 // ---------------------------------------------------------------- failures and local replies
@@ -645,6 +864,17 @@ void H2Stream::flush() {
 }
 
 void H2Stream::release_upstream(bool reusable) {
+  if (h2_upstream_) {
+    // What came and was never passed on still holds the upstream connection's window.
+    h2_upstream_->consume(h2_id_, std::exchange(upstream_unconsumed_, 0));
+    if (h2_open_) {
+      h2_upstream_->cancel(h2_id_);
+    } else if (h2_id_ == 0) {
+      h2_upstream_->forget(this);  // still waiting for the connection
+    }
+    h2_open_ = false;
+    h2_upstream_.reset();
+  }
   if (!upstream_) return;
   if (reusable && !worker_.closing()) {
     worker_.pool().give_back(std::move(upstream_), Clock::now());
@@ -715,8 +945,17 @@ void H2Stream::check_deadline(Clock::time_point now) {
   deadline_ = Clock::time_point::max();
   error_code ignored;
   switch (phase_) {
-    case Phase::connecting:
     case Phase::reading_response:
+      if (upstream_http2_) {
+        // No response head in time, or the body stopped moving while it is still going up:
+        // the client's DATA stopped (408), or the upstream's window stayed shut (504).
+        const bool waiting_on_client = !request_sent_ && buffers_->body_in.empty();
+        if (!request_sent_) flags_ |= metrics::kStreamIdleTimeout;
+        release_upstream(false);
+        return fail(waiting_on_client ? ErrorKind::request_timeout : ErrorKind::upstream_timeout);
+      }
+      [[fallthrough]];
+    case Phase::connecting:
       timed_out_ = true;  // the handler sees operation_aborted and reads this flag
       if (upstream_) upstream_->stream.socket().cancel(ignored);
       return;

@@ -20,6 +20,7 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 
+#include "proxy/h2_upstream.h"
 #include "proxy/header_arena.h"
 #include "proxy/http_headers.h"
 #include "proxy/proxy_error.h"
@@ -30,7 +31,9 @@ namespace revgate::proxy {
 
 class H2Connection;
 
-class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2Stream> {
+class H2Stream : public UpstreamWaiter,
+                 public H2UpstreamStream,
+                 public std::enable_shared_from_this<H2Stream> {
  public:
   H2Stream(H2Connection& connection, std::int32_t id);
   ~H2Stream() override;
@@ -51,6 +54,15 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   ssize_t read_body(std::uint8_t* out, std::size_t length, std::uint32_t* flags);
 
   std::int32_t id() const { return id_; }
+
+  // A revision with `protocol: h2c` or `h2`: the request is a stream on an H2Upstream.
+  void on_upstream_ready(bool connected) override;
+  void on_upstream_header(std::string_view name, std::string_view value) override;
+  void on_upstream_headers_done(bool end_stream) override;
+  void on_upstream_data(const std::uint8_t* data, std::size_t size) override;
+  void on_upstream_end() override;
+  void on_upstream_closed(std::uint32_t error) override;
+  ssize_t read_request_body(std::uint8_t* out, std::size_t length, std::uint32_t* flags) override;
 
  private:
   using ResponseParser =
@@ -77,6 +89,11 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   void on_request_written(error_code ec, std::size_t body_bytes, bool finished);
   bool may_retry() const;
   void retry();
+  void count_retry();
+  void send_h2_request();
+  void resume_response();  // response bytes (or its end) came: nghttp2 may send DATA again
+  ssize_t read_h2_response_body(std::uint8_t* out, std::size_t length, std::uint32_t* flags);
+  std::chrono::milliseconds response_timeout() const;  // timeouts.upstreamResponse, grpc-timeout
   void read_response_head();
   void parse_response_head();
   void on_response_head();
@@ -85,7 +102,9 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   void fail(ErrorKind kind);
   void on_upstream_failure(ErrorKind kind);
   void reply_local(unsigned status, std::string_view body, std::string_view location = {});
-  const std::vector<nghttp2_nv>& block_nv();  // views of buffers_->block, for a submit
+  // Views of a header block (buffers_->block by default), for a submit.
+  const std::vector<nghttp2_nv>& block_nv();
+  const std::vector<nghttp2_nv>& block_nv(const HeaderBlock& block);
   void submit_response(bool has_body);        // buffers_->block, then the body if any
   void consume(std::size_t bytes);  // client body bytes done with: WINDOW_UPDATE
   void release_upstream(bool reusable);
@@ -114,6 +133,8 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
     std::string location;  // httpsRedirect's Location
     HeaderBlock block;     // the response head or trailers being submitted
     std::vector<nghttp2_nv> nv;
+    HeaderBlock request_block;   // the request head for an HTTP/2 upstream
+    std::string response_body;   // from an HTTP/2 upstream, not yet taken by nghttp2
   };
   static std::unique_ptr<Buffers> acquire_buffers();
   static void release_buffers(std::unique_ptr<Buffers> buffers);
@@ -155,6 +176,22 @@ class H2Stream : public UpstreamWaiter, public std::enable_shared_from_this<H2St
   bool in_flight_ = false;
   bool is_head_request_ = false;
   bool grpc_ = false;  // content-type application/grpc*: gRPC-shaped errors, request_protocol
+  // An HTTP/2 upstream (upstream_http2_): the connection, the stream on it, what came back.
+  bool upstream_http2_ = false;
+  std::shared_ptr<H2Upstream> h2_upstream_;
+  std::int32_t h2_id_ = 0;
+  bool h2_open_ = false;            // the upstream stream is open: cancel it when abandoned
+  bool h2_body_deferred_ = false;   // its data provider waits for client DATA
+  bool request_sent_ = false;       // the whole request went to nghttp2
+  bool informational_ = false;      // the head being received is a 1xx
+  bool upstream_head_done_ = false; // the final response head arrived
+  bool in_trailers_ = false;        // receiving the trailers
+  bool has_trailers_ = false;
+  bool upstream_ended_ = false;     // END_STREAM from the upstream
+  unsigned upstream_status_ = 0;
+  std::size_t response_taken_ = 0;  // of buffers_->response_body
+  std::size_t request_taken_ = 0;   // of buffers_->body_in
+  std::size_t upstream_unconsumed_ = 0;  // response bytes received, not yet acknowledged
   const routing::Endpoint* started_endpoint_ = nullptr;
   Clock::time_point deadline_ = Clock::time_point::max();
   Clock::time_point request_start_;

@@ -119,15 +119,14 @@ void add_h2_fields(HeaderBlock& out, const Fields& fields, std::size_t first) {
   }
 }
 
-
-}  // namespace
-
-void write_request_head(std::string& out, const RequestHead& request, const ForwardedFor& forwarded,
-                        Framing framing, std::uint64_t content_length) {
-  out.clear();
-  out.append(request.method_string()).push_back(' ');
-  out.append(request.target()).append(" HTTP/1.1\r\n");
-
+// The end-to-end fields of a request as the upstream gets them, one add(name, value) call each:
+// hop-by-hop ones (and those `Connection` names), Content-Length and the fields only the proxy
+// sets dropped, X-Forwarded-For appended to, then X-Forwarded-Proto, X-Request-Id (kept when
+// present), Knative-Serving-Revision/-Namespace and traceparent (kept when valid). Host comes
+// in its place unless `skip_host` (HTTP/2 sends it as :authority).
+template <class Add>
+void add_request_fields(const RequestHead& request, const ForwardedFor& forwarded,
+                        bool skip_host, Add&& add) {
   const ConnectionTokens connection_tokens(request);
   std::string xff;  // X-Forwarded-For values received (rare on the benchmark path)
   bool has_request_id = false;
@@ -135,6 +134,7 @@ void write_request_head(std::string& out, const RequestHead& request, const Forw
   for (const auto& field : request) {
     const auto name = field.name();
     if (is_hop_by_hop(name) || name == http::field::content_length) continue;
+    if (name == http::field::host && skip_host) continue;
     const std::string_view name_string = field.name_string();
     // Host is end-to-end whatever Connection says (SPEC: passed through unchanged).
     if (name != http::field::host && connection_tokens.names(name_string)) continue;
@@ -156,24 +156,63 @@ void write_request_head(std::string& out, const RequestHead& request, const Forw
         has_traceparent = true;
       }
     }
-    append_field(out, name_string, field.value());
+    add(name_string, field.value());
   }
-  out.append("X-Forwarded-For: ");
-  if (!xff.empty()) out.append(xff).append(", ");
-  out.append(forwarded.client_ip).append(kCrlf);
-  append_field(out, "X-Forwarded-Proto", forwarded.proto);
-  if (!has_request_id) append_field(out, "X-Request-Id", forwarded.request_id);
-  append_field(out, "Knative-Serving-Revision", forwarded.revision);
-  append_field(out, "Knative-Serving-Namespace", forwarded.namespace_name);
+  if (xff.empty()) {
+    add("X-Forwarded-For", forwarded.client_ip);
+  } else {
+    add("X-Forwarded-For", xff.append(", ").append(forwarded.client_ip));
+  }
+  add("X-Forwarded-Proto", forwarded.proto);
+  if (!has_request_id) add("X-Request-Id", forwarded.request_id);
+  add("Knative-Serving-Revision", forwarded.revision);
+  add("Knative-Serving-Namespace", forwarded.namespace_name);
   if (!has_traceparent && !forwarded.traceparent.empty()) {
-    append_field(out, "traceparent", forwarded.traceparent);
+    add("traceparent", forwarded.traceparent);
   }
+}
+
+}  // namespace
+
+void write_request_head(std::string& out, const RequestHead& request, const ForwardedFor& forwarded,
+                        Framing framing, std::uint64_t content_length) {
+  out.clear();
+  out.append(request.method_string()).push_back(' ');
+  out.append(request.target()).append(" HTTP/1.1\r\n");
+  add_request_fields(request, forwarded, false,
+                     [&out](std::string_view name, std::string_view value) {
+                       append_field(out, name, value);
+                     });
   if (!forwarded.upgrade.empty()) {
     append_field(out, "Connection", "upgrade");
     append_field(out, "Upgrade", forwarded.upgrade);
   }
   append_framing(out, framing, content_length);
   out.append(kCrlf);
+}
+
+void write_h2_request_head(HeaderBlock& out, const RequestHead& request,
+                           const ForwardedFor& forwarded, std::string_view scheme,
+                           std::optional<std::uint64_t> content_length) {
+  out.clear();
+  out.add(":method", request.method_string());
+  out.add(":scheme", scheme);
+  out.add(":authority", request[http::field::host]);
+  out.add(":path", request.target());
+  add_request_fields(request, forwarded, true,
+                     [&out](std::string_view name, std::string_view value) { out.add(name, value); });
+  if (content_length) {
+    char digits[20];
+    const auto end = std::to_chars(digits, digits + sizeof digits, *content_length).ptr;
+    out.add("content-length", std::string_view(digits, end - digits));
+  }
+  // te is hop-by-hop, but HTTP/2 carries its one allowed value, and gRPC servers want it.
+  for (const auto& field : request) {
+    if (field.name() != http::field::te) continue;
+    for (auto token : http::token_list{field.value()}) {
+      if (beast::iequals(token, "trailers")) return out.add("te", "trailers");
+    }
+  }
 }
 
 void write_response_head(std::string& out, const ResponseHead& response, Framing framing,
@@ -208,6 +247,10 @@ void write_response_head(std::string& out, const ResponseHead& response, Framing
     out.append("Connection: keep-alive\r\n");
   }
   out.append(kCrlf);
+}
+
+bool is_proxy_response_field(std::string_view name) {
+  return is_proxy_field(http::field::unknown, name);
 }
 
 void HeaderBlock::add(std::string_view name, std::string_view value) {

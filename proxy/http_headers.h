@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -96,6 +97,17 @@ class HeaderBlock {
 // connection-specific field at all, which HTTP/2 forbids). Content-Length passes as is. The
 // caller adds the proxy's own fields (add_proxy_fields).
 void write_h2_response_head(HeaderBlock& out, const ResponseHead& response);
+// The request head for an HTTP/2 upstream (`protocol: h2c` or `h2`): :method, :scheme,
+// :authority (the Host), :path, then the fields write_request_head would send (no Host, no
+// connection-specific field; names lowercased), `content-length` when the length is known, and
+// `te: trailers` when the client asked for trailers.
+void write_h2_request_head(HeaderBlock& out, const RequestHead& request,
+                           const ForwardedFor& forwarded, std::string_view scheme,
+                           std::optional<std::uint64_t> content_length);
+// x-envoy-upstream-service-time, X-Revgate-Revision, X-Revgate-Endpoint (any case): fields the
+// proxy sets on responses, dropped when an upstream sends them.
+bool is_proxy_response_field(std::string_view name);
+
 // The trailer fields of a chunked response (the fields from index `first` on, which Beast's
 // parser appends after the head's), for an HTTP/2 client; false when there are none.
 bool write_h2_trailers(HeaderBlock& out, const ResponseHead& response, std::size_t first);

@@ -81,7 +81,14 @@ std::unique_ptr<Session::Exchange> Session::acquire_exchange(BlockPool& blocks) 
 
 void Session::release_exchange(std::unique_ptr<Exchange> exchange) {
   exchange->response.reset();
+  exchange->h2_response.reset();
   exchange->request.reset();
+  exchange->h2_block.clear();
+  constexpr std::size_t kKeptBodyCapacity = 64 * 1024;  // an HTTP/2 stream's window
+  for (std::string* body : {&exchange->h2_body_in, &exchange->h2_body_out}) {
+    if (body->capacity() > kKeptBodyCapacity) std::string().swap(*body);
+    body->clear();
+  }
   exchange->arena.reset();  // after every head that lived in it
   exchange->decision = {};
   exchange->route_view = {};
@@ -367,6 +374,22 @@ void Session::route_request() {
     request_framing_ = Framing::content_length;
   } else {
     request_framing_ = Framing::none;
+  }
+  const auto& target =
+      view_->snapshot->upstream(*exchange_->decision.revision, *exchange_->decision.endpoint);
+  if (target.http2()) {
+    // HTTP/2 has no Upgrade (RFC 8441's extended CONNECT is not spoken here): a WebSocket
+    // revision speaks HTTP/1.1, as on Cloud Run with HTTP/2 end to end.
+    if (!upgrade_.empty()) return fail(ErrorKind::upgrade_refused);
+    const auto length = exchange_->request->content_length();
+    write_h2_request_head(
+        exchange_->h2_block, request,
+        {client_ip_, listener_->https ? "https" : "http", exchange_->decision.revision->name,
+         exchange_->decision.service->namespace_name,
+         std::string_view(exchange_->request_id, sizeof exchange_->request_id), trace, {}},
+        target.tls != nullptr ? "https" : "http",
+        length ? std::optional<std::uint64_t>(*length) : std::nullopt);
+    return connect_h2_upstream();
   }
   write_request_head(
       exchange_->head_out, request,
@@ -733,6 +756,7 @@ void Session::finish_request() {
   response_body_bytes_ = 0;
   retried_ = false;
   recorded_ = false;
+  reset_h2_state();
   if (!client_keep_alive_ || draining_ || worker_.draining()) return close_gracefully();
   phase_ = Phase::waiting;  // read_request_head() moves on to reading_head if bytes wait
   read_request_head();
@@ -832,6 +856,7 @@ void Session::reply_local(unsigned status, std::string_view text, bool close_aft
 }
 
 void Session::release_upstream(bool reusable) {
+  if (h2_upstream_) release_h2_upstream();
   if (!upstream_) return;
   // Pooling goes on through drain phase 1 (requests still flow); phase 2 closes the pool.
   if (reusable && !draining_ && !worker_.closing()) {
@@ -917,8 +942,18 @@ void Session::check_deadline(Clock::time_point now) {
       return close();
     case Phase::reading_head:
       return fail(ErrorKind::request_timeout);  // reply_for() adds the SI flag
-    case Phase::connecting:
     case Phase::reading_response:
+      if (h2_upstream_) {
+        // No response head in time from an HTTP/2 revision, or the body stopped moving while
+        // it is still going up: the client stopped sending (408), or the upstream's window
+        // stayed shut (504).
+        const bool waiting_on_client = !h2_request_sent_ && h2_reading_client_;
+        if (!h2_request_sent_) flags_ |= metrics::kStreamIdleTimeout;
+        release_upstream(false);
+        return fail(waiting_on_client ? ErrorKind::request_timeout : ErrorKind::upstream_timeout);
+      }
+      [[fallthrough]];
+    case Phase::connecting:
       timed_out_ = true;  // the handler sees operation_aborted and reads this flag
       if (upstream_) upstream_->stream.socket().cancel(ignored);
       return;

@@ -19,6 +19,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "proxy/h2_upstream.h"
 #include "proxy/header_arena.h"
 #include "proxy/http_headers.h"
 #include "proxy/page_allocator.h"
@@ -31,6 +32,7 @@ namespace revgate::proxy {
 
 class Session : public SessionBase,
                 public UpstreamWaiter,
+                public H2UpstreamStream,
                 public std::enable_shared_from_this<Session> {
  public:
   Session(Worker& worker, Socket socket, std::shared_ptr<const ListenerSpec> listener);
@@ -45,6 +47,16 @@ class Session : public SessionBase,
   void drain() override;
   void abort() override { close(); }
   void upstreams_changed(const PoolKeySet& live, Clock::duration grace) override;
+
+  // A revision with `protocol: h2c` or `h2` (session_h2.cpp): the request is a stream on one
+  // of the worker's H2Upstream connections.
+  void on_upstream_ready(bool connected) override;
+  void on_upstream_header(std::string_view name, std::string_view value) override;
+  void on_upstream_headers_done(bool end_stream) override;
+  void on_upstream_data(const std::uint8_t* data, std::size_t size) override;
+  void on_upstream_end() override;
+  void on_upstream_closed(std::uint32_t error) override;
+  ssize_t read_request_body(std::uint8_t* out, std::size_t length, std::uint32_t* flags) override;
 
  private:
   using RequestParser =
@@ -103,6 +115,14 @@ class Session : public SessionBase,
   void start_tunnel();
   void end_tunnel(bool idle);
   void count_tunnel_bytes();
+  // HTTP/2 revisions (session_h2.cpp): phases 3 to 6 over a stream of an H2Upstream.
+  void connect_h2_upstream();
+  void read_h2_request_body();
+  void write_h2_response();
+  void on_h2_response_written(error_code ec, bool last);
+  void finish_h2_response();
+  void release_h2_upstream();
+  void reset_h2_state();
 
   // Failures and local replies.
   void fail(ErrorKind kind);
@@ -158,6 +178,13 @@ class Session : public SessionBase,
     std::optional<ResponseParser> response;
     std::string head_out;         // the head being sent on (to the upstream, then the client)
     std::string response_fields;  // x-envoy-upstream-service-time, Set-Cookie, debug fields
+    // HTTP/2 revisions: the request head (then the response trailers), the response head, and
+    // the response body received (in) and being written to the client (out).
+    HeaderBlock h2_block;
+    std::vector<nghttp2_nv> h2_nv;
+    std::optional<ResponseHead> h2_response;
+    std::string h2_body_in;
+    std::string h2_body_out;
   };
   static std::unique_ptr<Exchange> acquire_exchange(BlockPool& blocks);
   static void release_exchange(std::unique_ptr<Exchange> exchange);
@@ -196,6 +223,22 @@ class Session : public SessionBase,
   std::uint64_t request_body_bytes_ = 0;
   std::uint64_t response_body_bytes_ = 0;
   Clock::time_point request_start_{};
+  // An HTTP/2 revision's stream (session_h2.cpp).
+  std::shared_ptr<H2Upstream> h2_upstream_;
+  std::int32_t h2_id_ = 0;
+  bool h2_open_ = false;            // the upstream stream is open: cancel it when abandoned
+  bool h2_body_deferred_ = false;   // its data provider waits for the client's body
+  bool h2_reading_client_ = false;  // a read of the client's body is pending
+  bool h2_request_sent_ = false;    // the whole request went to nghttp2
+  bool h2_informational_ = false;   // the head being received is a 1xx
+  bool h2_head_done_ = false;       // the final response head arrived
+  bool h2_in_trailers_ = false;     // exchange_->h2_block holds the response trailers
+  bool h2_ended_ = false;           // END_STREAM from the upstream
+  bool h2_writing_ = false;
+  unsigned h2_status_ = 0;
+  std::size_t h2_chunk_taken_ = 0;  // of chunk_, handed to nghttp2
+  std::uint64_t h2_body_sent_ = 0;  // request body bytes handed to nghttp2
+  std::size_t h2_unconsumed_ = 0;   // response bytes received, not yet acknowledged
 };
 
 }  // namespace revgate::proxy

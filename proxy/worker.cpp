@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 
 #include "accesslog/writer.h"
+#include "proxy/h2_upstream.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
 
@@ -51,6 +52,7 @@ Worker::Worker(unsigned id, std::shared_ptr<const Snapshot> snapshot)
       sweep_timer_(io_),
       view_(std::make_shared<WorkerView>(snapshot)),
       pool_(snapshot->config->upstream.max_idle_per_endpoint, shard_),
+      h2_pool_(std::make_unique<H2UpstreamPool>(*this)),
       rng_(std::random_device{}() ^ (std::uint64_t{id} << 32)) {}
 
 Worker::~Worker() {
@@ -65,6 +67,7 @@ Worker::~Worker() {
   boost::system::error_code ignored;
   for (auto& listener : listeners_) listener->acceptor.close(ignored);
   sweep_timer_.cancel();
+  h2_pool_->close_all();
   pool_.close_all();
   io_.restart();
   io_.poll();
@@ -166,9 +169,11 @@ void Worker::sweep() {
       session.check_deadline(now);
     }
     pool_.sweep(now, view_->snapshot->config->timeouts.upstream_idle);
+    h2_pool_->sweep(now, view_->snapshot->config->timeouts.upstream_idle);
     trim_chunks();
     if (access_log_) access_log_->flush();  // a quiet worker's lines wait at most one sweep
     if (closing_ && sessions_.empty()) {
+      h2_pool_->close_all();
       pool_.close_all();
       return io_.stop();  // drained: end the loop
     }
@@ -190,6 +195,7 @@ void Worker::install(WorkerUpdate update, std::function<void()> installed) {
     pool_.set_max_idle_per_endpoint(snapshot->config->upstream.max_idle_per_endpoint);
     if (snapshot->pool_keys) {
       pool_.retain(snapshot->pool_keys);
+      h2_pool_->retain(*snapshot->pool_keys);
       for (auto it = sessions_.begin(); it != sessions_.end();) {
         auto& session = *it++;
         session.upstreams_changed(*snapshot->pool_keys, snapshot->config->timeouts.shutdown_grace);
@@ -210,6 +216,7 @@ void Worker::stop_accepting() {
     for (auto& listener : listeners_) close_listener(*listener);
     listeners_.clear();
     pool_.close_all();
+    h2_pool_->shut_down_all();  // streams in flight finish
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       auto& session = *it++;
       session.drain();

@@ -37,6 +37,8 @@ class WorkerLog;
 
 namespace revgate::proxy {
 
+class H2UpstreamPool;
+
 // How the proxy reaches one revision endpoint, fixed at config load.
 struct UpstreamEndpoint {
   // The pool this endpoint's connections return to: "address:port" for cleartext; for TLS also
@@ -45,6 +47,9 @@ struct UpstreamEndpoint {
   std::string pool_key;
   const tls::ClientContext* tls = nullptr;  // https:// endpoints; owned by the Snapshot
   std::string server_name;                  // SNI and the name verified (TLS only)
+  // h2c and h2: requests go as streams over the worker's multiplexed HTTP/2 connections.
+  config::UpstreamProtocol protocol = config::UpstreamProtocol::http1;
+  bool http2() const { return protocol != config::UpstreamProtocol::http1; }
 };
 
 // What a config load (or a traffic change) produces, shared read-only by every worker.
@@ -174,6 +179,7 @@ class Worker {
   // --- Worker thread only, for its sessions.
   const std::shared_ptr<WorkerView>& view() const { return view_; }
   UpstreamPool& pool() { return pool_; }
+  H2UpstreamPool& h2_pool() { return *h2_pool_; }  // h2c and h2 revisions' connections
   BlockPool& header_blocks() { return header_blocks_; }
   metrics::WorkerShard& shard() { return shard_; }
   Rng& rng() { return rng_; }
@@ -213,6 +219,7 @@ class Worker {
   std::shared_ptr<WorkerView> view_;
   metrics::WorkerShard shard_;  // before the pool, which counts into it
   UpstreamPool pool_;
+  std::unique_ptr<H2UpstreamPool> h2_pool_;  // after pool_: its connections count in pool_
   BlockPool header_blocks_;
   Rng rng_;
   bool draining_ = false;  // drain phase 1 or 2

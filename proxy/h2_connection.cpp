@@ -4,6 +4,7 @@
 
 #include <boost/asio/write.hpp>
 
+#include "proxy/h2_memory.h"
 #include "proxy/h2_stream.h"
 
 namespace revgate::proxy {
@@ -44,6 +45,7 @@ void H2Connection::start(std::string_view received) {
 
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin_frame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
@@ -59,7 +61,7 @@ void H2Connection::start(std::string_view received) {
   nghttp2_option_set_max_settings(options, 32);
   nghttp2_option_set_stream_reset_rate_limit(options, 1000, 33);
   nghttp2_option_set_max_continuations(options, 8);
-  nghttp2_session_server_new2(&session_, callbacks, this, options);
+  nghttp2_session_server_new3(&session_, callbacks, this, options, h2_session_memory());
   nghttp2_option_del(options);
   nghttp2_session_callbacks_del(callbacks);
 
@@ -189,11 +191,21 @@ H2Stream* H2Connection::find(std::int32_t id) {
 
 // ---------------------------------------------------------------- nghttp2 callbacks
 
+int H2Connection::on_begin_frame(nghttp2_session* session, const nghttp2_frame_hd* frame,
+                                 void* user) {
+  if (frame->type == NGHTTP2_HEADERS && frame->stream_id % 2 == 1 &&
+      !self_of(user).skipped_ids_.headers_begin(frame->stream_id)) {
+    nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);  // nghttp2 drops it
+  }
+  return 0;
+}
+
 int H2Connection::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   auto& self = self_of(user);
   self.streams_.emplace(frame->hd.stream_id,
-                        std::make_shared<H2Stream>(self, frame->hd.stream_id));
+                        std::allocate_shared<H2Stream>(H2HeapAllocator<H2Stream>(), self,
+                                                       frame->hd.stream_id));
   return 0;
 }
 

@@ -12,11 +12,14 @@
 #include <nghttp2/nghttp2.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
+#include "proxy/h2_memory.h"
+#include "proxy/h2_stream_ids.h"
 #include "proxy/stream.h"
 #include "proxy/worker.h"
 
@@ -60,6 +63,7 @@ class H2Connection : public SessionBase, public std::enable_shared_from_this<H2C
   void send_goaway();
   H2Stream* find(std::int32_t id);
 
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* frame, void* self);
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const std::uint8_t* name,
                        std::size_t name_size, const std::uint8_t* value, std::size_t value_size,
@@ -74,7 +78,11 @@ class H2Connection : public SessionBase, public std::enable_shared_from_this<H2C
   std::shared_ptr<const ListenerSpec> listener_;
   std::string client_ip_;
   nghttp2_session* session_ = nullptr;
-  std::unordered_map<std::int32_t, std::shared_ptr<H2Stream>> streams_;
+  std::unordered_map<std::int32_t, std::shared_ptr<H2Stream>, std::hash<std::int32_t>,
+                     std::equal_to<std::int32_t>,
+                     H2HeapAllocator<std::pair<const std::int32_t, std::shared_ptr<H2Stream>>>>
+      streams_;
+  SkippedStreamIds skipped_ids_;
   std::unique_ptr<char[]> in_;  // one read's bytes
   std::string out_;             // what is being written
   // Inside nghttp2_session_mem_recv, or looping over streams_: no mem_send now (it may run

@@ -9,6 +9,7 @@
 #include <boost/asio/ssl/stream_base.hpp>
 #include <boost/asio/write.hpp>
 
+#include "proxy/h2_memory.h"
 #include "proxy/log.h"
 #include "proxy/upstream_tls.h"
 
@@ -124,7 +125,7 @@ void H2Upstream::start_session() {
   nghttp2_option_set_max_outbound_ack(options, 1000);
   nghttp2_option_set_max_settings(options, 32);
   nghttp2_option_set_max_continuations(options, 8);
-  nghttp2_session_client_new2(&session_, callbacks, this, options);
+  nghttp2_session_client_new3(&session_, callbacks, this, options, h2_session_memory());
   nghttp2_option_del(options);
   nghttp2_session_callbacks_del(callbacks);
   const nghttp2_settings_entry settings[] = {

@@ -9,6 +9,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -17,6 +18,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "proxy/h2_memory.h"
 #include "proxy/upstream_pool.h"
 #include "proxy/worker.h"
 
@@ -114,7 +116,10 @@ class H2Upstream : public std::enable_shared_from_this<H2Upstream> {
   routing::Decision decision_;  // the request that dialled it: for the logs
   UpstreamConnection connection_;  // socket (TLS for h2), key, metrics destination
   nghttp2_session* session_ = nullptr;
-  std::unordered_map<std::int32_t, std::shared_ptr<H2UpstreamStream>> streams_;
+  std::unordered_map<
+      std::int32_t, std::shared_ptr<H2UpstreamStream>, std::hash<std::int32_t>, std::equal_to<std::int32_t>,
+      H2HeapAllocator<std::pair<const std::int32_t, std::shared_ptr<H2UpstreamStream>>>>
+      streams_;
   std::vector<std::shared_ptr<H2UpstreamStream>> waiting_;  // until connected
   std::unique_ptr<char[]> in_;
   std::string out_;

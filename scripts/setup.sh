@@ -16,7 +16,8 @@ build_pkgs=(
 )
 test_pkgs=(prometheus curl openssl python3 procps ca-certificates testssl.sh nginx haproxy wrk gnuplot-nox python3-yaml
   python3-websockets nghttp2-client python3-grpcio python3-h2)
-bench_pkgs=(nginx haproxy wrk python3 procps openssl gnuplot-nox python3-yaml python3-websockets nghttp2-client)
+bench_pkgs=(nginx haproxy wrk python3 procps openssl gnuplot-nox python3-yaml python3-websockets nghttp2-client
+  linux-perf)
 runtime_pkgs=(libboost-json1.81.0 libyaml-0-2 libyaml-cpp0.7 libfmt9 libssl3 libnghttp2-14 ca-certificates)
 
 want=("${build_pkgs[@]}")

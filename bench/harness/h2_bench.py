@@ -1,5 +1,5 @@
 """bench/h2.sh: HTTP/2 clients through revgate, nginx and HAProxy (1 worker each) to the same
-90/10 split of two `revgate echo` HTTP/1.1 backends, in one run: h2load with C connections of
+90/10 split of two `revgate echo` backends, in one run: h2load with C connections of
 M concurrent streams each (h2c prior knowledge, or h2 over TLS with ALPN with --tls), upstream
 keep-alive on for all three. Per proxy and round: requests/s, p50/p99 latency (from h2load's
 per-request log), the proxy's CPU seconds during the measured run (utime + stime of the proxy's
@@ -12,7 +12,18 @@ the ratios revgate/nginx and revgate/haproxy are of the best rounds of this run.
               [--upstream-idle C*M] [--tls] [--proxies revgate,nginx,haproxy] [--revgate PATH]
               [--keep]
 
-"upstream conns" in the table: connections the backends accepted during the measured run. With
+Proxies: revgate, nginx and haproxy speak HTTP/1.1 to the backends; revgate-h2c (revisions
+with `protocol: h2c`) and haproxy-h2c (`server ... proto h2`) speak HTTP/2 with prior knowledge
+to the same backends (`revgate echo` answers both on one port). `--proxies revgate,revgate-h2c`
+compares revgate's two upstream protocols under the same load.
+
+"syscalls/req": system calls the proxy's processes made during the measured run (perf stat's
+raw_syscalls:sys_enter tracepoint, attached to them; "-" where perf cannot count it), divided
+by the requests h2load completed.
+
+"upstream open": connections to the backends established when the measured run ends (from
+/proc/net/tcp: every connection the proxy keeps, in use or idle in its pool); "accepted": the
+connections the backends accepted during the measured run (after the warm-up's). With
 fewer idle upstream connections kept than streams in flight (--upstream-idle 64 with 100
 streams), the proxies close connections that come back idle and open new ones: that churn, not
 HTTP/2, then dominates the figures.
@@ -23,6 +34,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +46,9 @@ from . import processes
 from .processes import StartError
 
 LOOPBACK = processes.LOOPBACK
-PROXIES = ("revgate", "nginx", "haproxy")
+PROXIES = ("revgate", "nginx", "haproxy", "revgate-h2c", "haproxy-h2c")
+DEFAULT_PROXIES = ("revgate", "nginx", "haproxy")
+H2C_UPSTREAM = ("revgate-h2c", "haproxy-h2c")   # HTTP/2 with prior knowledge to the backends
 REVISIONS = (("hello-00001", 90), ("hello-00002", 10))
 SPLIT_TOLERANCE_POINTS = 1.0   # smooth / weighted round robin: the share is exact to ~0.1
 
@@ -45,8 +59,9 @@ class BenchError(Exception):
 
 # ------------------------------------------------------------------------------------- configs
 
-def revgate_config(port, admin_port, backends, streams, idle, tls=None):
+def revgate_config(port, admin_port, backends, streams, idle, tls=None, h2c_upstream=False):
     """backends: [(revision, "127.0.0.1:PORT", percent)]; tls: (cert, key) or None."""
+    protocol = ", protocol: h2c" if h2c_upstream else ""
     if tls:
         listener = (f"{{name: https, address: \"{LOOPBACK}:{port}\", tls: {{certificates: "
                     f"[{{certFile: \"{tls[0]}\", keyFile: \"{tls[1]}\"}}]}}}}")
@@ -61,7 +76,8 @@ def revgate_config(port, admin_port, backends, streams, idle, tls=None):
              "services:",
              "  - name: hello",
              "    revisions:"]
-    lines += [f"      - {{name: {name}, endpoints: [\"{addr}\"]}}" for name, addr, _ in backends]
+    lines += [f"      - {{name: {name}, endpoints: [\"{addr}\"]{protocol}}}"
+              for name, addr, _ in backends]
     lines.append("    traffic:")
     lines += [f"      - {{revisionName: {name}, percent: {pct}}}" for name, _, pct in backends]
     lines.append("domainMappings: [{domain: \"*\", service: hello}]")
@@ -100,7 +116,7 @@ def nginx_config(port, backends, workdir, streams, idle, nofile, tls=None):
     return "\n".join(lines) + "\n"
 
 
-def haproxy_config(port, backends, workdir, streams, nofile, tls=None):
+def haproxy_config(port, backends, workdir, streams, nofile, tls=None, h2c_upstream=False):
     # As configs.py / anchors.sh: http-reuse always, weighted round robin; its idle server
     # connections are not capped (pool-max-conn -1, HAProxy's default).
     bind = f"    bind {LOOPBACK}:{port}"
@@ -113,7 +129,9 @@ def haproxy_config(port, backends, workdir, streams, nofile, tls=None):
              "    timeout http-keep-alive 300s", "    http-reuse always",
              "frontend fe", bind, "    default_backend be",
              "backend be", "    balance roundrobin"]
-    lines += [f"    server s{i} {addr} weight {pct}" for i, (_, addr, pct) in enumerate(backends)]
+    proto = " proto h2" if h2c_upstream else ""
+    lines += [f"    server s{i} {addr} weight {pct}{proto}"
+              for i, (_, addr, pct) in enumerate(backends)]
     return "\n".join(lines) + "\n"
 
 
@@ -180,6 +198,21 @@ def request_log(log_path, quantiles=(0.5, 0.99)):
              for q in quantiles}, rows, other)
 
 
+def established_to(ports):
+    """{port: connections in ESTABLISHED state whose remote end is 127.0.0.1:port} (the
+    client sides of connections to a local server, from /proc/net/tcp)."""
+    counts = {port: 0 for port in ports}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "01":     # TCP_ESTABLISHED
+                port = int(fields[2].split(":")[1], 16)
+                if port in counts:
+                    counts[port] += 1
+    return counts
+
+
 def echo_stats(port):
     """(accepted connections, requests) of one `revgate echo`, this request included."""
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)   # no proxy from the env
@@ -192,6 +225,48 @@ def echo_stats(port):
     finally:
         conn.close()
     return data["accepted_connections"], data["requests"]
+
+
+class SyscallCounter:
+    """System calls of a set of processes while it runs: `perf stat -e raw_syscalls:sys_enter`
+    attached to them (every thread of each), stopped with SIGINT, which makes perf print."""
+    EVENT = "raw_syscalls:sys_enter"
+
+    @staticmethod
+    def available():
+        if not shutil.which("perf"):
+            return False
+        r = subprocess.run(["perf", "stat", "-x,", "-e", SyscallCounter.EVENT, "true"],
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode == 0 and SyscallCounter.parse(r.stderr) is not None
+
+    @staticmethod
+    def parse(text):
+        for line in text.splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and fields[2] == SyscallCounter.EVENT and fields[0].isdigit():
+                return int(fields[0])
+        return None
+
+    @classmethod
+    def attach(cls, supervisor, pids, directory):
+        counter = cls()
+        counter.sup = supervisor
+        counter.out = os.path.join(directory, "perf-syscalls.txt")
+        counter.child = supervisor.start(
+            ["perf", "stat", "-x,", "-e", cls.EVENT, "-o", counter.out,
+             "-p", ",".join(str(p) for p in pids)], "perf", counter.out + ".log")
+        time.sleep(0.2)    # perf attached before the load starts
+        return counter
+
+    def stop(self):
+        self.child.popen.send_signal(signal.SIGINT)
+        try:
+            self.child.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.sup.stop(self.child)
+        return self.parse(processes.read_text(self.out))
 
 
 # ------------------------------------------------------------------------------------- the run
@@ -207,6 +282,7 @@ class Bench:
         self.backends = []     # [(revision, addr, percent)]
         self.backend_ports = []
         self.problems = []     # [(proxy, round, text)]
+        self.perf_counts_syscalls = SyscallCounter.available()
         self.rows = []         # one dict per proxy and round
 
     def start_backends(self):
@@ -227,11 +303,13 @@ class Bench:
             shutil.rmtree(d, ignore_errors=True)
             os.makedirs(os.path.join(d, "tmp"))
             log = os.path.join(d, "log")
-            if name == "revgate":
+            h2c_upstream = name in H2C_UPSTREAM
+            if name.startswith("revgate"):
                 path = os.path.join(d, "revgate.yaml")
                 with open(path, "w") as f:
                     f.write(revgate_config(port, processes.free_port(), self.backends,
-                                           self.streams, self.args.upstream_idle, self.tls))
+                                           self.streams, self.args.upstream_idle, self.tls,
+                                           h2c_upstream))
                 argv = [self.args.revgate, "run", "-c", path]
             elif name == "nginx":
                 path = os.path.join(d, "nginx.conf")
@@ -247,7 +325,7 @@ class Bench:
                         out.write(c.read() + k.read())
                 with open(path, "w") as f:
                     f.write(haproxy_config(port, self.backends, d, self.streams, self.nofile,
-                                           self.tls))
+                                           self.tls, h2c_upstream))
                 argv = ["haproxy", "-db", "-f", path]
             child = self.sup.start(argv, name, log)
             try:
@@ -308,12 +386,16 @@ class Bench:
         host0 = processes.host_ticks()
         started = time.monotonic()
         log_file = os.path.join(d, "requests.tsv")
+        counter = SyscallCounter.attach(self.sup, pids, d) if self.perf_counts_syscalls else None
         text, code, client_cpu, command = self.h2load(port, a.seconds, "run", d, log_file)
+        syscalls = counter.stop() if counter else None
         elapsed = time.monotonic() - started
         host1 = processes.host_ticks()
         cpu = (processes.cpu_ticks_with_reaped(child.pid, pids) - ticks) / processes.CLK_TCK
         alive = child.running()
         time.sleep(0.1)
+        established = established_to(self.backend_ports)
+        row["upstream_open"] = [established[p] for p in self.backend_ports]
         after = [echo_stats(p) for p in self.backend_ports]
         row["command"] = command
         if code is None:
@@ -351,8 +433,9 @@ class Bench:
             busy, total = host1[0] - host0[0], host1[1] - host0[1]
             row["host_pct"] = 100 * os.cpu_count() * busy / total if total else 0
             row["per_cpu_s"] = h["done"] / cpu if cpu > 0 else None
-        # what the backends saw: the stats request after counts itself
-        seen = [(ra - rb - 1, ca - cb) for (cb, rb), (ca, ra) in zip(before, after)]
+            row["syscalls_per_req"] = syscalls / h["done"] if syscalls and h["done"] else None
+        # what the backends saw: the stats request after counts itself, and its connection
+        seen = [(ra - rb - 1, ca - cb - 1) for (cb, rb), (ca, ra) in zip(before, after)]
         row["backend_requests"] = [s[0] for s in seen]
         row["upstream_conns"] = [s[1] for s in seen]
         total_seen = sum(s[0] for s in seen)
@@ -392,20 +475,22 @@ def print_table(args, bench, proxies):
     mode = "h2 over TLS (ALPN)" if args.tls else "h2c (prior knowledge)"
     print(f"HTTP/2 {mode}: h2load -c {args.connections} -m {args.streams} "
           f"({args.connections * args.streams} streams) -t {args.threads} for {args.seconds:g} s, "
-          f"{args.rounds} rounds; 90/10 split to two `revgate echo` HTTP/1.1 backends, upstream "
-          f"keep-alive (idle kept: {args.upstream_idle}), 1 worker each")
-    head = (f"  {'proxy':8} {'round':>5} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{args.rounds} rounds; 90/10 split to two `revgate echo` backends (HTTP/1.1, h2c "
+          f"for *-h2c), upstream keep-alive (idle kept: {args.upstream_idle}), 1 worker each")
+    head = (f"  {'proxy':11} {'round':>5} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
             f"{'CPU s':>6} {'req/CPU-s':>10} {'proxy%':>6} {'h2load%':>7} {'host%':>5} "
-            f"{'split':>11} {'upstream conns':>15}  check")
+            f"{'split':>11} {'upstream open':>13} {'accepted':>9} {'syscalls/req':>12}  check")
     print(head)
     for r in sorted(bench.rows, key=lambda r: (proxies.index(r["proxy"]), r["round"])):
         split = "/".join(f"{s:.1f}" for s in r["split"]) if r.get("split") else "-"
         conns = "/".join(str(c) for c in r.get("upstream_conns", [])) or "-"
-        print(f"  {r['proxy']:8} {r['round']:>5} {_fmt(r.get('rps'), ',.0f', 9)} "
+        open_ = "/".join(str(c) for c in r.get("upstream_open", [])) or "-"
+        print(f"  {r['proxy']:11} {r['round']:>5} {_fmt(r.get('rps'), ',.0f', 9)} "
               f"{_fmt(r.get('p50_ms'), '.2f', 7)} {_fmt(r.get('p99_ms'), '.2f', 7)} "
               f"{_fmt(r.get('cpu_s'), '.2f', 6)} {_fmt(r.get('per_cpu_s'), ',.0f', 10)} "
               f"{_fmt(r.get('cpu_pct'), '.0f', 6)} {_fmt(r.get('client_cpu_pct'), '.0f', 7)} "
-              f"{_fmt(r.get('host_pct'), '.0f', 5)} {split:>11} {conns:>15}  "
+              f"{_fmt(r.get('host_pct'), '.0f', 5)} {split:>11} {open_:>13} {conns:>9} "
+              f"{_fmt(r.get('syscalls_per_req'), '.2f', 12)}  "
               f"{'ok' if r['ok'] else 'FAILED'}")
     best = {}
     for name in proxies:
@@ -413,25 +498,38 @@ def print_table(args, bench, proxies):
         if good:
             best[name] = {"rps": max(r["rps"] for r in good),
                           "p99": min(r["p99_ms"] for r in good),
-                          "cpu": max((r["per_cpu_s"] for r in good if r["per_cpu_s"]), default=0)}
+                          "cpu": max((r["per_cpu_s"] for r in good if r["per_cpu_s"]), default=0),
+                          "conns": max(sum(r["upstream_open"]) for r in good),
+                          "syscalls": min((r["syscalls_per_req"] for r in good
+                                           if r.get("syscalls_per_req")), default=None)}
     print("  best of rounds (req/s and req/CPU-s: highest; p99: lowest):")
     for name in proxies:
         if name in best:
             b = best[name]
-            print(f"  {name:8} {b['rps']:,.0f} req/s, p99 {b['p99']:.2f} ms, "
-                  f"{b['cpu']:,.0f} requests per proxy CPU-second")
+            syscalls = "-" if b["syscalls"] is None else f"{b['syscalls']:.2f}"
+            print(f"  {name:11} {b['rps']:,.0f} req/s, p99 {b['p99']:.2f} ms, "
+                  f"{b['cpu']:,.0f} requests per proxy CPU-second, {b['conns']} upstream "
+                  f"connections open, {syscalls} syscalls per request")
         else:
-            print(f"  {name:8} no successful round")
-    for peer in proxies:
-        if peer == "revgate" or "revgate" not in best or peer not in best:
-            continue
-        rg, p = best["revgate"], best[peer]
+            print(f"  {name:11} no successful round")
 
-        def ratio(x, y):
-            return f"{x / y:.2f}x" if y else "-"
-        print(f"  revgate/{peer}: req/s {ratio(rg['rps'], p['rps'])}; p99 "
+    def ratio(x, y):
+        return f"{x / y:.2f}x" if x is not None and y else "-"
+    for peer in proxies:
+        # each peer against revgate with the same upstream protocol
+        ours = "revgate-h2c" if peer in H2C_UPSTREAM else "revgate"
+        if peer.startswith("revgate") or ours not in best or peer not in best:
+            continue
+        rg, p = best[ours], best[peer]
+        print(f"  {ours}/{peer}: req/s {ratio(rg['rps'], p['rps'])}; p99 "
               f"{ratio(rg['p99'], p['p99'])}; requests per proxy CPU-second "
               f"{ratio(rg['cpu'], p['cpu'])}")
+    if "revgate" in best and "revgate-h2c" in best:
+        h1, h2 = best["revgate"], best["revgate-h2c"]
+        print(f"  revgate h2c upstream / HTTP/1.1 upstream: upstream connections {h2['conns']} vs "
+              f"{h1['conns']}; syscalls per request {ratio(h2['syscalls'], h1['syscalls'])}; "
+              f"req/s {ratio(h2['rps'], h1['rps'])}; requests per proxy CPU-second "
+              f"{ratio(h2['cpu'], h1['cpu'])}")
     sys.stdout.flush()
 
 
@@ -453,8 +551,8 @@ def main(argv):
                              "flight keeps its connection); HAProxy keeps all")
     parser.add_argument("--tls", action="store_true",
                         help="h2 over TLS with ALPN (self-signed P-256 certificate)")
-    parser.add_argument("--proxies", default=",".join(PROXIES),
-                        help="comma-separated subset of revgate,nginx,haproxy")
+    parser.add_argument("--proxies", default=",".join(DEFAULT_PROXIES),
+                        help="comma-separated subset of " + ",".join(PROXIES))
     parser.add_argument("--revgate", default=os.path.join(
         os.path.dirname(__file__), "..", "..", "build", "revgate"))
     parser.add_argument("--keep", action="store_true",
@@ -469,7 +567,8 @@ def main(argv):
         args.upstream_idle = max(64, args.connections * args.streams)
     if args.seconds <= 0 or args.rounds < 1 or args.warmup < 0 or args.upstream_idle < 1:
         parser.error("--seconds > 0, --rounds >= 1, --warmup >= 0, --upstream-idle >= 1")
-    needed = ["h2load"] + [p for p in proxies if p != "revgate"] + (["openssl"] if args.tls else [])
+    needed = (["h2load"] + sorted({p.split("-")[0] for p in proxies} - {"revgate"})
+              + (["openssl"] if args.tls else []))
     missing = [t for t in needed if not shutil.which(t)]
     if missing:
         print(f"bench/h2.sh: missing {' '.join(missing)} (scripts/setup.sh --bench)",

@@ -5,6 +5,7 @@
 #include <boost/asio/write.hpp>
 
 #include "proxy/h2_memory.h"
+#include "proxy/h2_output.h"
 #include "proxy/h2_stream.h"
 
 namespace revgate::proxy {
@@ -14,9 +15,6 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr std::size_t kReadSize = 16 * 1024;
-// One write carries at most about this much; the rest waits for its completion, so a client
-// that does not read holds back its own streams only, and memory stays bounded.
-constexpr std::size_t kWriteBatch = 64 * 1024;
 // Receive window of the connection as a whole (every stream's is the default 64 KiB): enough for
 // a few streams uploading at once. Bytes are acknowledged only once written upstream.
 constexpr std::int32_t kConnectionWindow = 1 << 20;
@@ -112,20 +110,14 @@ void H2Connection::read() {
 
 void H2Connection::flush() {
   if (holding_sends_ || writing_ || closed_) return;
-  out_.clear();
-  while (out_.size() < kWriteBatch) {
-    const std::uint8_t* data = nullptr;
-    const auto n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) return close();
-    if (n == 0) break;
-    out_.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
-  }
-  if (out_.empty()) {
-    // An idle connection keeps no large write buffer (a busy one reuses its own).
-    if (out_.capacity() > kReadSize) std::string().swap(out_);
-    // Nothing to send and nothing to read any more: GOAWAY went out, or both sides are done.
-    if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) close();
-    return;
+  switch (take_session_output(session_, out_, kReadSize)) {
+    case SessionOutput::kError:
+    case SessionOutput::kFinished:
+      return close();
+    case SessionOutput::kNothing:
+      return;
+    case SessionOutput::kBytes:
+      break;
   }
   writing_ = true;
   asio::async_write(stream_, asio::buffer(out_),

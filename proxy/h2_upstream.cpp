@@ -10,6 +10,7 @@
 #include <boost/asio/write.hpp>
 
 #include "proxy/h2_memory.h"
+#include "proxy/h2_output.h"
 #include "proxy/log.h"
 #include "proxy/upstream_tls.h"
 
@@ -21,7 +22,6 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::size_t kReadSize = 16 * 1024;
-constexpr std::size_t kWriteBatch = 64 * 1024;  // as H2Connection: one write at a time, bounded
 // The connection's receive window: streams keep the default 64 KiB each; response bytes are
 // acknowledged only once passed on to the client.
 constexpr std::int32_t kConnectionWindow = 1 << 20;
@@ -242,18 +242,14 @@ void H2Upstream::read() {
 
 void H2Upstream::flush() {
   if (holding_sends_ || writing_ || closed_ || !connected_) return;
-  out_.clear();
-  while (out_.size() < kWriteBatch) {
-    const std::uint8_t* data = nullptr;
-    const auto n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) return close();
-    if (n == 0) break;
-    out_.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
-  }
-  if (out_.empty()) {
-    if (out_.capacity() > kReadSize) std::string().swap(out_);
-    if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) close();
-    return;
+  switch (take_session_output(session_, out_, kReadSize)) {
+    case SessionOutput::kError:
+    case SessionOutput::kFinished:
+      return close();
+    case SessionOutput::kNothing:
+      return;
+    case SessionOutput::kBytes:
+      break;
   }
   writing_ = true;
   asio::async_write(connection_.stream, asio::buffer(out_),

@@ -237,6 +237,7 @@ int cmd_demo(const std::string& address, std::uint16_t port, std::uint16_t admin
 listeners:
   - name: http
     address: "{0}:{1}"
+    h2c: true
 admin:
   address: "127.0.0.1:{2}"
 services:
@@ -289,6 +290,9 @@ domainMappings:
       "  # the tagged canary: its own host, or the Knative-Serving-Tag header\n"
       "  curl -s {base}/ -H 'Host: canary-hello.default.example.com'\n"
       "  curl -s {base}/ -H 'Knative-Serving-Tag: canary'\n"
+      "  # HTTP/2 with prior knowledge on the same port\n"
+      "  curl -s --http2-prior-knowledge -o /dev/null -w '%{{http_version}} %header{{x-revision}}\\n' "
+      "{base}/\n"
       "  # what was served, in Istio's metric names\n"
       "  curl -s http://127.0.0.1:{m}/metrics | grep '^istio_requests_total'\n"
       "\nCtrl-C stops the demo.\n",

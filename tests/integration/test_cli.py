@@ -2,6 +2,7 @@
 
 import collections
 import re
+import subprocess
 import unittest
 
 from harness import REVGATE_BIN, IntegrationTest, Revgate
@@ -242,6 +243,11 @@ class DemoTest(IntegrationTest):
             resp.read()
             counts[resp.getheader("X-Revision")] += 1
         self.assertEqual(dict(counts), {"hello-00001": 90, "hello-00002": 10})
+        # the listener speaks HTTP/2 with prior knowledge too (the line the demo suggests)
+        out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w",
+                              "%{http_version}", f"http://127.0.0.1:{demo.port}/"],
+                             capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.stdout, "2", out)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ build_pkgs=(
   g++ cmake ninja-build pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libyaml-dev libyaml-cpp-dev libssl-dev libcli11-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev libre2-dev
 )
 test_pkgs=(prometheus curl openssl python3 procps ca-certificates testssl.sh nginx haproxy wrk gnuplot-nox python3-yaml
   python3-websockets nghttp2-client python3-grpcio python3-h2)
 bench_pkgs=(nginx haproxy wrk python3 procps openssl gnuplot-nox python3-yaml python3-websockets nghttp2-client
   linux-perf)
-runtime_pkgs=(libboost-json1.81.0 libyaml-0-2 libyaml-cpp0.7 libfmt9 libssl3 libnghttp2-14 ca-certificates)
+runtime_pkgs=(libboost-json1.81.0 libyaml-0-2 libyaml-cpp0.7 libfmt9 libssl3 libnghttp2-14 libre2-9 ca-certificates)
 
 want=("${build_pkgs[@]}")
 for arg in "$@"; do

@@ -76,6 +76,7 @@ class H2Echo : public std::enable_shared_from_this<H2Echo<Transport>> {
     std::size_t out_taken = 0;
     bool out_done = false;  // nothing more will be appended to `out`
     bool responded = false;
+    bool octets = false;  // /_echo/bytes/N
     std::string content_length;
     unsigned status = 200;                        // /_echo/status/NNN
     std::string status_text;
@@ -246,7 +247,10 @@ class H2Echo : public std::enable_shared_from_this<H2Echo<Transport>> {
 
   void on_request_end(std::int32_t id, Stream& s) {
     if (s.kind == Kind::refused) return;  // answered already, trailers only
-    if (s.kind == Kind::plain) {
+    if (s.kind == Kind::plain && bytes_asked(s)) {
+      // /_echo/bytes/N: N bytes of the HTTP/1.1 echo's pattern ('a' + i % 26).
+      for (std::size_t i = 0; i < s.out.size(); ++i) s.out[i] = static_cast<char>('a' + i % 26);
+    } else if (s.kind == Kind::plain) {
       json::object headers;
       for (const auto& [name, value] : s.headers) {
         auto* seen = headers.if_contains(name);
@@ -285,6 +289,20 @@ class H2Echo : public std::enable_shared_from_this<H2Echo<Transport>> {
     nghttp2_session_resume_data(session_, id);
   }
 
+  // /_echo/bytes/N (N up to 64 MiB): sizes s.out for the body and marks it octets.
+  static bool bytes_asked(Stream& s) {
+    constexpr std::string_view kPrefix = "/_echo/bytes/";
+    const std::string_view path = std::string_view(s.path).substr(0, s.path.find('?'));
+    if (!path.starts_with(kPrefix)) return false;
+    const auto digits = path.substr(kPrefix.size());
+    std::size_t n = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    if (ec != std::errc() || end != digits.data() + digits.size() || n > (64u << 20)) return false;
+    s.out.resize(n);
+    s.octets = true;
+    return true;
+  }
+
   // The HTTP/1.1 echo's /_echo/status/NNN and /_echo/delay/MS (the others are HTTP/1.1 only):
   // sets the status; returns the delay in ms (0: answer now).
   static std::uint64_t special(Stream& s) {
@@ -310,7 +328,8 @@ class H2Echo : public std::enable_shared_from_this<H2Echo<Transport>> {
       fields.push_back(header("content-type", "application/grpc"));
     } else {
       s.content_length = std::to_string(s.out.size());
-      fields.push_back(header("content-type", "application/json"));
+      fields.push_back(
+          header("content-type", s.octets ? "application/octet-stream" : "application/json"));
       fields.push_back(header("content-length", s.content_length));
     }
     nghttp2_data_provider body{};

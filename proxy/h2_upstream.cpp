@@ -137,11 +137,13 @@ void H2Upstream::start_session() {
   in_ = std::make_unique_for_overwrite<char[]>(kReadSize);
   connected_ = true;
   tell_waiting(true);
+  if (retiring_) shut_down();
   flush();
   read();
 }
 
 void H2Upstream::wait(const std::shared_ptr<H2UpstreamStream>& stream) {
+  if (closed_) return stream->on_upstream_ready(false);  // its connect failed already
   if (connected_) return stream->on_upstream_ready(true);
   waiting_.push_back(stream);
 }
@@ -166,7 +168,13 @@ std::int32_t H2Upstream::submit(const std::vector<nghttp2_nv>& head, bool has_bo
   provider.read_callback = read_body;
   const auto id = nghttp2_submit_request(session_, nullptr, head.data(), head.size(),
                                          has_body ? &provider : nullptr, nullptr);
-  if (id > 0) streams_.emplace(id, std::move(stream));
+  if (id > 0) {
+    streams_.emplace(id, std::move(stream));
+  } else {
+    // Out of stream ids (2^30 requests on this connection) or refused by the session: no more
+    // streams here; the next request opens another connection.
+    shut_down();
+  }
   flush();
   return id;
 }
@@ -177,9 +185,12 @@ void H2Upstream::resume(std::int32_t id) {
   flush();
 }
 
+// The stream's window opens as its client takes the bytes; the connection's opened when they
+// arrived (on_data_chunk), so that streams whose clients do not read hold up only themselves,
+// each at most its own 64 KiB window, never the connection's other streams.
 void H2Upstream::consume(std::int32_t id, std::size_t bytes) {
   if (closed_ || bytes == 0) return;
-  nghttp2_session_consume(session_, id, bytes);
+  nghttp2_session_consume_stream(session_, id, bytes);
   flush();
 }
 
@@ -206,7 +217,8 @@ void H2Upstream::stream_ended() {
 }
 
 bool H2Upstream::has_capacity() const {
-  if (closed_ || goaway_) return false;
+  if (closed_ || goaway_ || retiring_) return false;
+  if (connected_ && nghttp2_session_check_request_allowed(session_) == 0) return false;
   std::uint32_t limit = kAssumedStreams;
   if (session_ != nullptr) {
     limit = std::min(
@@ -264,8 +276,12 @@ void H2Upstream::flush() {
 
 void H2Upstream::shut_down() {
   if (closed_ || goaway_) return;
+  if (!connected_) {
+    // Still dialling: the requests waiting for it are served first, then it goes.
+    retiring_ = true;
+    return;
+  }
   goaway_ = true;
-  if (!connected_) return close();
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
   stream_ended();
   flush();
@@ -325,10 +341,11 @@ int H2Upstream::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void
 
 int H2Upstream::on_data_chunk(nghttp2_session* session, std::uint8_t, std::int32_t id,
                               const std::uint8_t* data, std::size_t size, void* user) {
+  nghttp2_session_consume_connection(session, size);  // see consume()
   if (H2UpstreamStream* stream = self_of(user).find(id)) {
     stream->on_upstream_data(data, size);
   } else {
-    nghttp2_session_consume(session, id, size);  // a cancelled stream's: give the window back
+    nghttp2_session_consume_stream(session, id, size);  // a cancelled stream's
   }
   return 0;
 }

@@ -131,7 +131,8 @@ class H2Upstream : public std::enable_shared_from_this<H2Upstream> {
   bool writing_ = false;
   bool reading_ = false;
   bool closed_ = false;
-  bool goaway_ = false;  // sent or received: no new streams
+  bool goaway_ = false;    // sent or received: no new streams
+  bool retiring_ = false;  // shut down while still connecting: GOAWAY once connected
   bool timed_out_ = false;
 
   friend class H2UpstreamPool;

@@ -72,12 +72,19 @@ ssize_t Session::read_request_body(std::uint8_t* out, std::size_t length, std::u
       error_code ec;
       chunk_fill_ = parse_body(request, buffer_, chunk_.get(), Worker::kChunkSize, ec);
       if (ec) {
-        // A broken body after the head went up: the upstream gets a reset, the client an error.
-        asio::post(stream_.get_executor(), [self = shared_from_this(), ec] {
-          self->release_upstream(false);
-          self->fail(ec == http::error::body_limit ? ErrorKind::body_too_large
-                                                   : ErrorKind::bad_request);
-        });
+        // A broken body after the head went up: the upstream gets a reset, the client an error
+        // (or, once a response is on its way to the client, the end of the connection: a reply
+        // cannot replace a response half sent).
+        asio::post(stream_.get_executor(),
+                   [self = shared_from_this(), ec, exchange = exchange_.get()] {
+                     if (self->exchange_.get() != exchange || self->phase_ == Phase::closed) {
+                       return;  // that exchange ended meanwhile
+                     }
+                     self->release_upstream(false);
+                     if (self->phase_ == Phase::relaying_response) return self->close();
+                     self->fail(ec == http::error::body_limit ? ErrorKind::body_too_large
+                                                              : ErrorKind::bad_request);
+                   });
         return NGHTTP2_ERR_DEFERRED;
       }
       request_body_bytes_ += chunk_fill_;

@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import time
 import unittest
@@ -213,6 +214,27 @@ class H2UpstreamTest(IntegrationTest):
         samples = self.revgate.metrics()
         self.assertEqual(metric_sum(samples, "istio_requests_total", response_flags="DC"), 2,
                          "both abandoned requests counted as downstream terminations")
+
+    def test_clients_that_do_not_read_hold_up_only_their_own_streams(self):
+        # 20 HTTP/1.1 clients ask for 8 MiB each and never read: once their sockets are full
+        # (a few MiB each: the kernel's send buffer), each stream stops at its own 64 KiB
+        # window, and together they would pass the upstream connection's 1 MiB window. A
+        # client that reads, on the same upstream connection, still gets its whole body.
+        self.start([h2c_service(("hello-00001", self.echo))])
+        self.curl("--http1.1", "-o", "/dev/null", f"{self.url}/warm")
+        before = self.echo.stats()
+        stalled = []
+        for _ in range(20):
+            conn = RawConnection(self.port)
+            self.addCleanup(conn.close)
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.send(b"GET /_echo/bytes/8388608 HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n")
+            stalled.append(conn)
+        time.sleep(1.5)   # the stalled responses fill the client sockets, then their windows
+        out = self.curl("--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                        f"{self.url}/_echo/bytes/2000000")
+        self.assertEqual(out, "200 2000000")
+        self.assertEqual(self.echo.connections_since(before), 0, "on the same upstream connection")
 
     def test_upgrade_to_an_h2c_revision_is_refused(self):
         self.start([h2c_service(("hello-00001", self.echo))])

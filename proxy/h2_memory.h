@@ -1,13 +1,14 @@
 // The heap nghttp2 sessions allocate from (nghttp2_mem). nghttp2 allocates its frames, streams,
 // header-table entries and outbound items one by one, about 8 malloc/free pairs per stream on
 // each session, so a request proxied HTTP/2 to an h2c revision makes ~18 of each. This heap
-// keeps freed blocks in per-thread free lists by size class (32 B to 32 KiB), so a worker's
+// keeps freed blocks in per-thread free lists by size class (32 B to 4 KiB), so a worker's
 // sessions reuse their own blocks with no call into malloc and no lock; larger blocks go to
 // malloc directly. What a thread keeps is capped per size class; the rest goes back to malloc.
 // H2HeapAllocator puts the proxy's own per-stream objects (streams, their map nodes) there too.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
 
 #include <nghttp2/nghttp2.h>
@@ -37,6 +38,7 @@ class H2HeapAllocator {
   H2HeapAllocator(const H2HeapAllocator<U>&) noexcept {}
 
   T* allocate(std::size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
     void* block = h2_session_memory()->malloc(n * sizeof(T), nullptr);
     if (block == nullptr) throw std::bad_alloc();
     return static_cast<T*>(block);

@@ -17,9 +17,10 @@ with `protocol: h2c`) and haproxy-h2c (`server ... proto h2`) speak HTTP/2 with 
 to the same backends (`revgate echo` answers both on one port). `--proxies revgate,revgate-h2c`
 compares revgate's two upstream protocols under the same load.
 
-"syscalls/req": system calls the proxy's processes made during the measured run (perf stat's
-raw_syscalls:sys_enter tracepoint, attached to them; "-" where perf cannot count it), divided
-by the requests h2load completed.
+"syscalls/req": system calls the proxy's processes made per request h2load completed, over a
+run of up to 3 s after the measured one (perf stat's raw_syscalls:sys_enter tracepoint,
+attached to them, slows every process on the host: the measured run goes untraced; "-" where
+perf cannot attach).
 
 "upstream open": connections to the backends established when the measured run ends (from
 /proc/net/tcp: every connection the proxy keeps, in use or idle in its pool); "accepted": the
@@ -234,10 +235,18 @@ class SyscallCounter:
 
     @staticmethod
     def available():
+        """Whether perf can attach to a running process here (perf_event_paranoid and ptrace
+        rules permitting) and count the tracepoint."""
         if not shutil.which("perf"):
             return False
-        r = subprocess.run(["perf", "stat", "-x,", "-e", SyscallCounter.EVENT, "true"],
-                           capture_output=True, text=True, timeout=30)
+        target = subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)  # a write per line
+        try:
+            r = subprocess.run(["perf", "stat", "-x,", "-e", SyscallCounter.EVENT, "-p",
+                                str(target.pid), "--", "sleep", "0.2"],
+                               capture_output=True, text=True, timeout=30)
+        finally:
+            target.kill()
+            target.wait()
         return r.returncode == 0 and SyscallCounter.parse(r.stderr) is not None
 
     @staticmethod
@@ -349,7 +358,8 @@ class Bench:
         h2load's CPU seconds)."""
         scheme = "https" if self.tls else "http"
         argv = ["h2load", "-c", str(self.args.connections), "-m", str(self.args.streams),
-                "-t", str(self.args.threads), "-D", f"{seconds:g}"]
+                "-t", str(self.args.threads),
+                "-D", f"{max(1, round(seconds * 1000))}ms"]  # h2load takes no fraction of "s"
         if log_file:
             argv += ["--log-file", log_file]
         argv.append(f"{scheme}://{LOOPBACK}:{port}/")
@@ -363,6 +373,19 @@ class Bench:
         self.sup.stop(child)
         cpu = processes.children_cpu_seconds() - cpu0
         return processes.read_text(out_path), code, cpu, " ".join(argv)
+
+    def count_syscalls(self, port, pids, d):
+        """System calls per request of the proxy's processes over a run of its own after the
+        measured one (tracing system calls slows every process on the host, so the measured
+        run goes untraced); None when perf could not count."""
+        counter = SyscallCounter.attach(self.sup, pids, d)
+        text, code, _, _ = self.h2load(port, min(3.0, self.args.seconds), "syscalls", d)
+        syscalls = counter.stop()
+        try:
+            done = parse_h2load(text)["done"] if code == 0 else 0
+        except BenchError:
+            done = 0
+        return syscalls / done if syscalls and done else None
 
     def measure(self, name, round_index):
         a = self.args
@@ -386,9 +409,7 @@ class Bench:
         host0 = processes.host_ticks()
         started = time.monotonic()
         log_file = os.path.join(d, "requests.tsv")
-        counter = SyscallCounter.attach(self.sup, pids, d) if self.perf_counts_syscalls else None
         text, code, client_cpu, command = self.h2load(port, a.seconds, "run", d, log_file)
-        syscalls = counter.stop() if counter else None
         elapsed = time.monotonic() - started
         host1 = processes.host_ticks()
         cpu = (processes.cpu_ticks_with_reaped(child.pid, pids) - ticks) / processes.CLK_TCK
@@ -433,7 +454,6 @@ class Bench:
             busy, total = host1[0] - host0[0], host1[1] - host0[1]
             row["host_pct"] = 100 * os.cpu_count() * busy / total if total else 0
             row["per_cpu_s"] = h["done"] / cpu if cpu > 0 else None
-            row["syscalls_per_req"] = syscalls / h["done"] if syscalls and h["done"] else None
         # what the backends saw: the stats request after counts itself, and its connection
         seen = [(ra - rb - 1, ca - cb - 1) for (cb, rb), (ca, ra) in zip(before, after)]
         row["backend_requests"] = [s[0] for s in seen]
@@ -454,6 +474,8 @@ class Bench:
             if not h["done"] <= total_seen <= h["started"] + slack:
                 problem(f"backends saw {total_seen} requests, h2load {h['done']} done "
                         f"({h['started']} started)")
+        if self.perf_counts_syscalls and not problems and child.running():
+            row["syscalls_per_req"] = self.count_syscalls(port, pids, d)
         if problems:
             print(f"h2.sh: {name} round {round_index + 1}: " + "; ".join(problems), file=sys.stderr)
             print(f"--- h2load ({command}):\n{text[-3000:]}", file=sys.stderr)

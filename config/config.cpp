@@ -29,6 +29,7 @@
 #include <fmt/ranges.h>
 
 #include "config/reader.h"
+#include "config/routes.h"
 #include "config/traffic.h"
 #include "config/values.h"
 #include "config/yaml_document.h"
@@ -48,6 +49,7 @@ using detail::kNoMax;
 using detail::describe;
 using detail::is_string_typed;
 using detail::lowercase;
+using detail::token_problem;
 
 
 
@@ -72,7 +74,7 @@ constexpr std::array kUpstreamKeys = {"maxIdlePerEndpoint"sv};
 constexpr std::array kServiceKeys = {"name"sv,           "namespace"sv,    "splitPolicy"sv,
                                      "revisions"sv,      "traffic"sv,      "hashOn"sv,
                                      "loadBalancer"sv,   "debugHeaders"sv, "rolloutDuration"sv,
-                                     "upgradeTypes"sv};
+                                     "upgradeTypes"sv,   "routes"sv};
 constexpr std::array kHashOnKeys = {"header"sv, "cookie"sv, "sourceIp"sv};
 constexpr std::array kHashCookieKeys = {"name"sv, "ttl"sv};
 constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv, "tls"sv, "protocol"sv};
@@ -609,6 +611,7 @@ class Loader : detail::Reader {
     } else {
       service.traffic = expand_default_traffic({});
     }
+    if (const Field* field = fields->find("routes")) detail::read_routes(*this, *field, service);
     config_.services.push_back(std::move(service));
   }
 
@@ -801,20 +804,6 @@ class Loader : detail::Reader {
       }
     }
     return ok;
-  }
-
-  // An RFC 9110 token (header field names; RFC 6265 cookie names are the same set): what is
-  // wrong with `text`, or nullopt.
-  static std::optional<std::string> token_problem(std::string_view text) {
-    if (text.empty()) return "is empty";
-    constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
-    for (char c : text) {
-      if (std::isalnum(static_cast<unsigned char>(c)) || kSymbols.find(c) != kSymbols.npos) {
-        continue;
-      }
-      return fmt::format("contains {}", quote(std::string_view(&c, 1)));
-    }
-    return std::nullopt;
   }
 
   void read_revisions(const Fields& fields, Service& service) {

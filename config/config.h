@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace revgate::config {
@@ -104,6 +105,73 @@ enum class LoadBalancer {
 };
 std::string_view to_string(LoadBalancer balancer);  // "ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"
 
+// ---- route rules (`routes:` on a service; Istio's HTTPRoute names and meanings) ----
+
+// Istio StringMatch: one of exact, prefix, regex (RE2, the whole value); `{}` is present.
+struct StringMatch {
+  enum class Kind { exact, prefix, regex, present };
+  Kind kind = Kind::present;
+  std::string value;
+  SourcePos pos;
+};
+
+// A header (name lowercase) or query parameter condition.
+struct NamedMatch {
+  std::string name;
+  StringMatch match;
+};
+
+// One HTTPMatchRequest: every field given must hold.
+struct HttpMatch {
+  std::string name;
+  std::optional<StringMatch> uri;  // the path without the query
+  std::optional<StringMatch> method;
+  std::optional<StringMatch> authority;
+  std::vector<NamedMatch> headers;
+  std::vector<NamedMatch> query_params;
+  std::vector<NamedMatch> without_headers;
+  bool ignore_uri_case = false;
+  SourcePos pos;
+};
+
+// Header edits (Istio's Headers.HeaderOperations): names lowercase.
+struct HeaderOperations {
+  std::vector<std::pair<std::string, std::string>> set;  // replaces every field of the name
+  std::vector<std::pair<std::string, std::string>> add;  // appends a field
+  std::vector<std::string> remove;
+  bool empty() const { return set.empty() && add.empty() && remove.empty(); }
+};
+
+struct RouteRewrite {
+  std::optional<std::string> uri;        // after a prefix match, replaces only the prefix
+  std::optional<std::string> authority;  // the Host / :authority sent to the revision
+};
+
+struct RouteRedirect {
+  std::optional<std::string> uri;  // replaces the path (the query is kept)
+  std::optional<std::string> authority;
+  std::optional<std::string> scheme;  // http or https
+  std::optional<std::uint16_t> port;
+  int code = 301;  // 301, 302, 303, 307 or 308
+};
+
+struct DirectResponse {
+  int status = 200;
+  std::string body;
+};
+
+struct RouteRule {
+  std::string name;  // optional; errors and `revgate route` name the rule by it and position
+  SourcePos pos;
+  std::vector<HttpMatch> match;        // any entry (OR); empty: every request
+  std::vector<TrafficTarget> traffic;  // empty: the service's traffic
+  std::optional<RouteRewrite> rewrite;
+  std::optional<RouteRedirect> redirect;
+  std::optional<DirectResponse> direct_response;
+  HeaderOperations request_headers;
+  HeaderOperations response_headers;
+};
+
 struct Service {
   std::string name;
   std::string namespace_name = "default";
@@ -122,6 +190,8 @@ struct Service {
   // `upgradeTypes` (Envoy's upgrade_configs): the HTTP/1.1 Upgrade tokens this service's
   // requests may carry through to a revision, lowercase. [] allows none.
   std::vector<std::string> upgrade_types{"websocket"};
+  // `routes`: ordered, first match wins; a request no rule matches follows `traffic`.
+  std::vector<RouteRule> routes;
 };
 
 struct DomainMapping {

@@ -90,6 +90,18 @@ std::string range_text(std::int64_t min, std::int64_t max) {
   return fmt::format("an integer from {} to {}", min, max);
 }
 
+std::optional<std::string> token_problem(std::string_view text) {
+  if (text.empty()) return "is empty";
+  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  for (char c : text) {
+    if (std::isalnum(static_cast<unsigned char>(c)) || kSymbols.find(c) != kSymbols.npos) {
+      continue;
+    }
+    return fmt::format("contains {}", quote(std::string_view(&c, 1)));
+  }
+  return std::nullopt;
+}
+
 void Reader::add(SourcePos pos, std::string_view rule, std::string message) {
   if (pos.line <= 0) pos = {1, 1};  // only file errors go without a position
   errors_.push_back(ConfigError{.file = file_,

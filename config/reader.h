@@ -60,6 +60,8 @@ std::string lowercase(std::string text);
 // " (did you mean 'x'?)" for the allowed key closest to a mistyped one, or "".
 std::string did_you_mean(std::string_view key, std::span<const std::string_view> allowed);
 std::string range_text(std::int64_t min, std::int64_t max);  // "an integer from 1 to 5"
+// Why `text` is not an HTTP token (RFC 9110 5.6.2: field names, upgrade tokens), or nullopt.
+std::optional<std::string> token_problem(std::string_view text);
 
 class Reader {
  public:

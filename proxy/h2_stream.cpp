@@ -14,6 +14,7 @@
 #include "proxy/body_parser.h"
 #include "proxy/h2_connection.h"
 #include "proxy/request_record.h"
+#include "proxy/route_rules.h"
 #include "proxy/upstream_tls.h"
 #include "tracing/trace_context.h"
 
@@ -217,7 +218,22 @@ void H2Stream::route_request() {
     if (it != request_.end()) route_view_.hash_header = it->value();
   }
   auto& rng = worker_.rng();
-  decision_ = router.route(match, route_view_, rng.next());
+  {
+    // Route rules look at the whole head; the view points into it only while routing.
+    const HeadFields fields(request_, route_view_.host);
+    if (match.service != nullptr && !match.service->rules.empty()) route_view_.fields = &fields;
+    decision_ = router.route(match, route_view_, rng.next());
+    route_view_.fields = nullptr;
+  }
+  if (const auto* rule = decision_.rule; rule != nullptr && rule->answers_locally()) {
+    if (rule->direct_response) {
+      return reply_local(static_cast<unsigned>(rule->direct_response->status),
+                         rule->direct_response->body);
+    }
+    redirect_location(buffers_->location, *rule, listener.https, route_view_.host,
+                      request_.target());
+    return reply_local(static_cast<unsigned>(rule->redirect->code), "", buffers_->location);
+  }
   if (!decision_) return fail(ErrorKind::no_route);
   if (decision_.endpoint == nullptr) return fail(ErrorKind::no_healthy_upstream);
 
@@ -236,6 +252,7 @@ void H2Stream::route_request() {
   const ForwardedFor forwarded{connection_->client_ip(), listener.https ? "https" : "http",
                                decision_.revision->name, decision_.service->namespace_name,
                                std::string_view(request_id_, sizeof request_id_), trace, {}};
+  apply_request_rule(request_, decision_);  // rewrite, header edits (none: no rule)
   const auto& target = view_->snapshot->upstream(*decision_.revision, *decision_.endpoint);
   upstream_http2_ = target.http2();
   if (upstream_http2_) {
@@ -494,6 +511,7 @@ void H2Stream::on_response_head() {
   upstream_service_ms_ =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - upstream_start_).count();
   auto& block = buffers_->block;
+  apply_response_rule(response, decision_);
   write_h2_response_head(block, response);
   add_proxy_fields(decision_, upstream_service_ms_, connection_->listener().https,
                    [&block](std::string_view name, std::string_view value) {
@@ -687,7 +705,9 @@ void H2Stream::on_upstream_header(std::string_view name, std::string_view value)
     if (!informational_) block.add(name, value);
     return;
   }
-  if (informational_ || is_proxy_response_field(name)) return;
+  if (informational_ || is_proxy_response_field(name) || response_rule_drops(decision_, name)) {
+    return;
+  }
   block.add(name, value);
 }
 
@@ -713,10 +733,11 @@ void H2Stream::on_upstream_headers_done(bool end_stream) {
   upstream_service_ms_ =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - upstream_start_).count();
   auto& block = buffers_->block;
-  add_proxy_fields(decision_, upstream_service_ms_, connection_->listener().https,
-                   [&block](std::string_view name, std::string_view value) {
-                     block.add(name, value);
-                   });
+  const auto add = [&block](std::string_view name, std::string_view value) {
+    block.add(name, value);
+  };
+  add_response_rule_fields(decision_, add);
+  add_proxy_fields(decision_, upstream_service_ms_, connection_->listener().https, add);
   phase_ = Phase::relaying_response;
   response_taken_ = 0;
   submit_response(!end_stream && !is_head_request_);

@@ -15,6 +15,7 @@
 #include "proxy/http_headers.h"
 #include "proxy/log.h"
 #include "proxy/request_record.h"
+#include "proxy/route_rules.h"
 #include "proxy/upstream_tls.h"
 #include "tls/client_context.h"
 #include "tls/server_context.h"
@@ -357,7 +358,18 @@ void Session::route_request() {
     if (it != request.end()) exchange_->route_view.hash_header = it->value();
   }
   auto& rng = worker_.rng();
-  exchange_->decision = router.route(match, exchange_->route_view, rng.next());
+  {
+    // Route rules look at the whole head; the view points into it only while routing.
+    const HeadFields fields(request, exchange_->route_view.host);
+    if (match.service != nullptr && !match.service->rules.empty()) {
+      exchange_->route_view.fields = &fields;
+    }
+    exchange_->decision = router.route(match, exchange_->route_view, rng.next());
+    exchange_->route_view.fields = nullptr;
+  }
+  if (const auto* rule = exchange_->decision.rule; rule != nullptr && rule->answers_locally()) {
+    return answer_by_rule(*rule);
+  }
   if (!exchange_->decision) return fail(ErrorKind::no_route);
   if (exchange_->decision.endpoint == nullptr) return fail(ErrorKind::no_healthy_upstream);
   if (!allow_upgrade()) return fail(ErrorKind::upgrade_refused);
@@ -375,6 +387,7 @@ void Session::route_request() {
   } else {
     request_framing_ = Framing::none;
   }
+  apply_request_rule(request, exchange_->decision);  // rewrite, header edits (none: no rule)
   const auto& target =
       view_->snapshot->upstream(*exchange_->decision.revision, *exchange_->decision.endpoint);
   if (target.http2()) {
@@ -657,6 +670,7 @@ void Session::on_response_head() {
     client_keep_alive_ = false;
   }
   if (draining_ || worker_.draining()) client_keep_alive_ = false;
+  apply_response_rule(response, exchange_->decision);
   write_response_head(exchange_->head_out, response, response_framing_,
                       exchange_->response->content_length().value_or(0), client_keep_alive_,
                       client_http10_, response_fields());
@@ -813,6 +827,19 @@ void Session::on_upstream_failure(ErrorKind kind) {
   release_upstream(false);
   exchange_->response.reset();
   fail(kind);
+}
+
+// A rule's redirect or directResponse: answered here, never proxied.
+void Session::answer_by_rule(const routing::RouteRule& rule) {
+  const bool body_left = !exchange_->request->is_done();
+  if (rule.direct_response) {
+    return reply_local(static_cast<unsigned>(rule.direct_response->status),
+                       rule.direct_response->body, body_left);
+  }
+  std::string location;
+  redirect_location(location, rule, listener_->https, exchange_->route_view.host,
+                    exchange_->request->get().target());
+  reply_local(static_cast<unsigned>(rule.redirect->code), "", body_left, location);
 }
 
 void Session::redirect_to_https() {

@@ -130,6 +130,7 @@ class Session : public SessionBase,
   void reply_local(unsigned status, std::string_view body, bool close,
                    std::string_view location = {});
   void redirect_to_https();
+  void answer_by_rule(const routing::RouteRule& rule);
   void record_metrics();
   std::string_view response_fields();  // the fields the proxy adds to the response head
   void end_in_flight();

@@ -10,6 +10,7 @@
 #include <boost/asio/write.hpp>
 
 #include "proxy/body_parser.h"
+#include "proxy/route_rules.h"
 #include "proxy/session.h"
 
 namespace revgate::proxy {
@@ -205,6 +206,7 @@ void Session::on_upstream_headers_done(bool end_stream) {
   // carry another request.
   if (!exchange_->request->is_done()) client_keep_alive_ = false;
   if (draining_ || worker_.draining()) client_keep_alive_ = false;
+  apply_response_rule(response, exchange_->decision);
   write_response_head(exchange_->head_out, response, response_framing_, length, client_keep_alive_,
                       client_http10_, response_fields());
   head_pending_ = true;

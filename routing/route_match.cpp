@@ -132,9 +132,20 @@ const MatchCondition* RequestMatch::first_mismatch(const MatchFields& request) c
 }
 
 bool RuleMatch::matches(const MatchFields& request) const noexcept {
+  std::size_t which = 0;
+  return matches(request, which);
+}
+
+bool RuleMatch::matches(const MatchFields& request, std::size_t& which) const noexcept {
+  which = any_of.size();
   if (any_of.empty()) return true;
-  return std::any_of(any_of.begin(), any_of.end(),
-                     [&](const RequestMatch& match) { return match.matches(request); });
+  for (std::size_t i = 0; i < any_of.size(); ++i) {
+    if (any_of[i].matches(request)) {
+      which = i;
+      return true;
+    }
+  }
+  return false;
 }
 
 std::optional<std::string_view> find_query_param(std::string_view query,

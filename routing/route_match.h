@@ -83,6 +83,8 @@ struct RuleMatch {
   std::vector<RequestMatch> any_of;
 
   bool matches(const MatchFields& request) const noexcept;
+  // The same, and which entry matched (any_of.size() for an empty list).
+  bool matches(const MatchFields& request, std::size_t& which) const noexcept;
 };
 
 // The value of query parameter `name` in `query` ("a=1&b=2"), the first when repeated; nullopt

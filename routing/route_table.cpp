@@ -184,11 +184,50 @@ constexpr std::uint32_t below(std::uint32_t random, std::uint32_t n) noexcept {
 }
 
 // The first target whose cumulative percent exceeds `point` (Envoy's rule); nullptr when none.
-const Target* pick_cumulative(const Service& service, int point) noexcept {
-  for (std::size_t i = 0; i < service.cumulative.size(); ++i) {
-    if (point < service.cumulative[i]) return &service.targets[i];
+const Target* pick_cumulative(const std::vector<Target>& targets,
+                              const std::vector<int>& cumulative, int point) noexcept {
+  for (std::size_t i = 0; i < cumulative.size(); ++i) {
+    if (point < cumulative[i]) return &targets[i];
   }
   return nullptr;
+}
+
+StringMatcher::Kind matcher_kind(config::StringMatch::Kind kind) {
+  switch (kind) {
+    case config::StringMatch::Kind::exact:
+      return StringMatcher::Kind::exact;
+    case config::StringMatch::Kind::prefix:
+      return StringMatcher::Kind::prefix;
+    case config::StringMatch::Kind::regex:
+      return StringMatcher::Kind::regex;
+    case config::StringMatch::Kind::present:
+      break;
+  }
+  return StringMatcher::Kind::present;
+}
+
+// One HTTPMatchRequest as conditions, cheapest first (method, uri and authority before the
+// header scans); false when a regex does not compile (only an unvalidated config has one).
+bool compile_match(const config::HttpMatch& in, RequestMatch& out) {
+  using Field = MatchCondition::Field;
+  out.name = in.name;
+  bool ok = true;
+  const auto add = [&](Field field, const std::string& name, const config::StringMatch& match,
+                       bool ignore_case) {
+    auto matcher = StringMatcher::compile(matcher_kind(match.kind), match.value, ignore_case);
+    if (!matcher) {
+      ok = false;
+      return;
+    }
+    out.conditions.push_back(MatchCondition{field, name, std::move(*matcher)});
+  };
+  if (in.method) add(Field::method, "", *in.method, false);
+  if (in.uri) add(Field::uri, "", *in.uri, in.ignore_uri_case);
+  if (in.authority) add(Field::authority, "", *in.authority, false);
+  for (const auto& h : in.headers) add(Field::header, h.name, h.match, false);
+  for (const auto& h : in.without_headers) add(Field::without_header, h.name, h.match, false);
+  for (const auto& q : in.query_params) add(Field::query_param, q.name, q.match, false);
+  return ok;
 }
 
 std::string authority_of(const config::Endpoint& e) {
@@ -322,6 +361,7 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
   const std::string domain = normalize_config_host(config.domain);
 
   // Services, their revisions and their targets.
+  std::uint32_t rule_splits = 0;  // rules with their own traffic, numbered from 0
   for (const config::Service& cs : config.services) {
     auto service = std::make_unique<Service>();
     service->name = cs.name;
@@ -370,26 +410,67 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
 
     // A validated config always resolves; a target that does not is kept (for host_routes)
     // but never picked (revision == nullptr).
-    for (const config::TrafficTarget& ct : cs.traffic) {
-      Target target;
-      if (!ct.revision_name.empty()) {
-        // A revision by name, or a rollout's share of a latestRevision target pinned to one.
-        target.revision = find_revision(ct.revision_name);
-      } else if (ct.latest_revision) {
-        // Until health checking exists, "latest ready" is the last listed revision.
-        if (table->revisions_.size() > first_revision) {
-          target.revision = table->revisions_.back().get();
+    const auto resolve = [&](const std::vector<config::TrafficTarget>& traffic) {
+      std::vector<Target> targets;
+      for (const config::TrafficTarget& ct : traffic) {
+        Target target;
+        if (!ct.revision_name.empty()) {
+          // A revision by name, or a rollout's share of a latestRevision target pinned to one.
+          target.revision = find_revision(ct.revision_name);
+        } else if (ct.latest_revision) {
+          // Until health checking exists, "latest ready" is the last listed revision.
+          if (table->revisions_.size() > first_revision) {
+            target.revision = table->revisions_.back().get();
+          }
         }
+        target.latest_revision = ct.latest_revision;
+        target.percent = std::max(ct.percent, 0);
+        target.tag = ct.tag;
+        targets.push_back(std::move(target));
       }
-      target.latest_revision = ct.latest_revision;
-      target.percent = std::max(ct.percent, 0);
-      target.tag = ct.tag;
-      service->targets.push_back(std::move(target));
-    }
+      return targets;
+    };
+    service->targets = resolve(cs.traffic);
     service->schedule = smooth_schedule(service->targets);
     service->cumulative = cumulative_weights(service->targets);
+    for (const config::RouteRule& cr : cs.routes) {
+      RouteRule& rule = service->rules.emplace_back();
+      rule.name = cr.name;
+      rule.position = static_cast<std::uint32_t>(service->rules.size() - 1);
+      for (const config::HttpMatch& cm : cr.match) {
+        RequestMatch match;
+        if (!compile_match(cm, match)) continue;
+        rule.match.any_of.push_back(std::move(match));
+        const bool prefix = cm.uri && cm.uri->kind == config::StringMatch::Kind::prefix;
+        rule.uri_prefixes.push_back(prefix ? cm.uri->value : std::string());
+      }
+      if (!cr.match.empty() && rule.match.any_of.empty()) {
+        // Every entry failed to compile: the rule must match nothing, not everything.
+        service->rules.pop_back();
+        continue;
+      }
+      if (!cr.traffic.empty()) {
+        rule.targets = resolve(cr.traffic);
+        rule.schedule = smooth_schedule(rule.targets);
+        rule.cumulative = cumulative_weights(rule.targets);
+        rule.cursor = rule_splits++;
+      }
+      rule.rewrite = cr.rewrite;
+      rule.redirect = cr.redirect;
+      rule.direct_response = cr.direct_response;
+      rule.request_headers = cr.request_headers;
+      rule.response_headers = cr.response_headers;
+    }
     table->services_.push_back(std::move(service));
   }
+  // Smooth cursors: one per service (by its index), then one per rule with its own traffic.
+  const auto service_count = static_cast<std::uint32_t>(table->services_.size());
+  for (auto& service : table->services_) {
+    for (RouteRule& rule : service->rules) {
+      if (!rule.targets.empty()) rule.cursor += service_count;
+    }
+  }
+  table->split_count_ = service_count + rule_splits;
 
   // "{namespace}/{name}" -> service, for the domain mappings. Names are DNS labels: no '/'.
   HostMap<const Service*> by_name;
@@ -501,7 +582,7 @@ Router::Router(std::shared_ptr<const RouteTable> table) { reset(std::move(table)
 
 void Router::reset(std::shared_ptr<const RouteTable> table) {
   table_ = std::move(table);
-  schedule_cursor_.assign(table_ ? table_->services().size() : 0, 0);
+  schedule_cursor_.assign(table_ ? table_->split_count() : 0, 0);
   endpoint_cursor_.assign(table_ ? table_->revisions().size() : 0, 0);
   active_.assign(table_ ? table_->endpoints().size() : 0, 0);
 }
@@ -523,8 +604,20 @@ Decision Router::route(const RouteTable::HostMatch& match, const RequestView& re
   decision.match = match.match;
   decision.service = &service;
 
+  // Route rules first (Istio: the first rule whose match holds): one may answer by itself.
+  if (request.fields != nullptr) {
+    for (const RouteRule& rule : service.rules) {
+      if (rule.match.matches(*request.fields, decision.matched)) {
+        decision.rule = &rule;
+        break;
+      }
+    }
+  }
+  if (decision.rule != nullptr && decision.rule->answers_locally()) return decision;
+
   // 1. A tag host goes to its tag's revision. 2. Elsewhere Knative-Serving-Tag selects a tag of
-  // this service when it exists. 3. Otherwise the weighted split.
+  // this service when it exists. 3. Otherwise the weighted split: the matched rule's own
+  // traffic, or the service's.
   const Target* target = match.target;
   if (target == nullptr && !request.tag_header.empty()) {
     for (const Target& t : service.targets) {
@@ -535,50 +628,13 @@ Decision Router::route(const RouteTable::HostMatch& match, const RequestView& re
     }
   }
   if (target == nullptr) {
-    const int total = service.cumulative.empty() ? 0 : service.cumulative.back();
-    if (service.split_policy == config::SplitPolicy::random) {
-      if (total > 0) {
-        target = pick_cumulative(service, static_cast<int>(entropy % std::uint64_t(total)));
-      }
-    } else if (service.split_policy == config::SplitPolicy::hash && total > 0) {
-      std::string_view key;
-      switch (service.hash_key) {
-        case HashKey::header:
-          key = request.hash_header;
-          break;
-        case HashKey::cookie:
-          key = find_cookie(request.cookie_header, service.cookie_name);
-          if (key.empty()) {
-            // A new random token; hashing it picks the revision, so this request already goes
-            // where the cookie will send the next ones (and new users follow the weights).
-            std::uint64_t token = entropy_stream(entropy, 2);
-            for (std::size_t i = kCookieTokenLength; i-- > 0; token >>= 4) {
-              decision.new_cookie[i] = "0123456789abcdef"[token & 0xF];
-            }
-            decision.set_cookie = true;
-            key = decision.new_cookie_value();
-          }
-          break;
-        case HashKey::source_ip:
-          key = request.source_ip;
-          break;
-        case HashKey::none:
-          break;
-      }
-      if (!key.empty()) {
-        // The hash's high 32 bits scaled to [0, total): a key keeps its point whatever the
-        // weights, so moving a boundary moves only the keys between its old and new place.
-        const std::uint32_t high = static_cast<std::uint32_t>(sticky_hash(key) >> 32);
-        target = pick_cumulative(service, static_cast<int>(below(high, std::uint32_t(total))));
-        decision.hashed = true;
-      }
-    }
-    // smooth, and hash without a key: the smooth schedule.
-    if (target == nullptr && !decision.hashed &&
-        service.split_policy != config::SplitPolicy::random && !service.schedule.empty()) {
-      std::uint32_t& cursor = schedule_cursor_[service.index];
-      target = &service.targets[service.schedule[cursor]];
-      if (++cursor == service.schedule.size()) cursor = 0;
+    const RouteRule* rule = decision.rule;
+    if (rule != nullptr && !rule->targets.empty()) {
+      target = pick_target(service, rule->targets, rule->schedule, rule->cumulative, rule->cursor,
+                           request, entropy, decision);
+    } else {
+      target = pick_target(service, service.targets, service.schedule, service.cumulative,
+                           service.index, request, entropy, decision);
     }
   }
   if (target == nullptr || target->revision == nullptr) return decision;  // invalid config only
@@ -586,6 +642,69 @@ Decision Router::route(const RouteTable::HostMatch& match, const RequestView& re
   decision.revision = target->revision;
   decision.endpoint = pick_endpoint(service, *target->revision, entropy);
   return decision;
+}
+
+const Target* Router::pick_target(const Service& service, const std::vector<Target>& targets,
+                                  const std::vector<std::uint16_t>& schedule,
+                                  const std::vector<int>& cumulative, std::uint32_t cursor_slot,
+                                  const RequestView& request, std::uint64_t entropy,
+                                  Decision& decision) {
+  const Target* target = nullptr;
+  const int total = cumulative.empty() ? 0 : cumulative.back();
+  if (service.split_policy == config::SplitPolicy::random) {
+    if (total > 0) {
+      target =
+          pick_cumulative(targets, cumulative, static_cast<int>(entropy % std::uint64_t(total)));
+    }
+  } else if (service.split_policy == config::SplitPolicy::hash && total > 0) {
+    std::string_view key;
+    switch (service.hash_key) {
+      case HashKey::header:
+        key = request.hash_header;
+        break;
+      case HashKey::cookie:
+        key = find_cookie(request.cookie_header, service.cookie_name);
+        if (key.empty()) {
+          // A new random token; hashing it picks the revision, so this request already goes
+          // where the cookie will send the next ones (and new users follow the weights).
+          std::uint64_t token = entropy_stream(entropy, 2);
+          for (std::size_t i = kCookieTokenLength; i-- > 0; token >>= 4) {
+            decision.new_cookie[i] = "0123456789abcdef"[token & 0xF];
+          }
+          decision.set_cookie = true;
+          key = decision.new_cookie_value();
+        }
+        break;
+      case HashKey::source_ip:
+        key = request.source_ip;
+        break;
+      case HashKey::none:
+        break;
+    }
+    if (!key.empty()) {
+      // The hash's high 32 bits scaled to [0, total): a key keeps its point whatever the
+      // weights, so moving a boundary moves only the keys between its old and new place.
+      const std::uint32_t high = static_cast<std::uint32_t>(sticky_hash(key) >> 32);
+      target =
+          pick_cumulative(targets, cumulative, static_cast<int>(below(high, std::uint32_t(total))));
+      decision.hashed = true;
+    }
+  }
+  // smooth, and hash without a key: the smooth schedule.
+  if (target == nullptr && !decision.hashed &&
+      service.split_policy != config::SplitPolicy::random && !schedule.empty() &&
+      cursor_slot < schedule_cursor_.size()) {
+    std::uint32_t& cursor = schedule_cursor_[cursor_slot];
+    if (cursor >= schedule.size()) cursor = 0;
+    target = &targets[schedule[cursor]];
+    if (++cursor == schedule.size()) cursor = 0;
+  }
+  return target;
+}
+
+std::string RouteRule::label() const {
+  return name.empty() ? "routes[" + std::to_string(position) + "]"
+                      : "routes[" + std::to_string(position) + "] (" + name + ")";
 }
 
 const Endpoint* Router::pick_endpoint(const Service& service, const Revision& revision,

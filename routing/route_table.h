@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "routing/route_match.h"
 
 namespace revgate::routing {
 
@@ -45,6 +46,31 @@ struct Target {
   bool latest_revision = false;
 };
 
+// One of a service's `routes` (Istio HTTPRoute), compiled: its matchers, its own split when it
+// has a traffic list, and what it does to the request and the response.
+struct RouteRule {
+  std::string name;            // as configured; may be empty
+  std::uint32_t position = 0;  // in the service's routes
+  RuleMatch match;
+  // Per entry of match.any_of: its uri prefix when the uri condition is a prefix (a rewrite
+  // then replaces only that), empty otherwise.
+  std::vector<std::string> uri_prefixes;
+  // Own traffic (empty: the service's), with its schedule and cumulative percents as a
+  // Service's, and its slot among the Router's smooth cursors.
+  std::vector<Target> targets;
+  std::vector<std::uint16_t> schedule;
+  std::vector<int> cumulative;
+  std::uint32_t cursor = 0;
+  std::optional<config::RouteRewrite> rewrite;
+  std::optional<config::RouteRedirect> redirect;
+  std::optional<config::DirectResponse> direct_response;
+  config::HeaderOperations request_headers;
+  config::HeaderOperations response_headers;
+
+  bool answers_locally() const { return redirect.has_value() || direct_response.has_value(); }
+  std::string label() const;  // "routes[2] (canary)"
+};
+
 // What a `splitPolicy: hash` service hashes (config `hashOn`); none for the other policies.
 enum class HashKey { none, header, cookie, source_ip };
 
@@ -63,7 +89,7 @@ struct Service {
   std::uint32_t cookie_ttl_seconds = 0;
   // Endpoint choice within each of this service's revisions.
   config::LoadBalancer load_balancer = config::LoadBalancer::round_robin;
-  bool debug_headers = false;   // responses say which revision and endpoint served them
+  bool debug_headers = false;  // responses say which revision and endpoint served them
   // HTTP/1.1 Upgrade tokens (lowercase) a request may carry to a revision: `upgradeTypes`.
   std::vector<std::string> upgrade_types;
   std::vector<Target> targets;  // as configured (percent-0 targets included, for tags)
@@ -74,6 +100,8 @@ struct Service {
   // percent exceeds the point (random: entropy % total; hash: the key's hash mapped to [0, total)).
   std::vector<int> cumulative;
   std::uint32_t index = 0;  // position in RouteTable::services()
+  // `routes`, in order: the first whose match holds decides (RequestView::fields).
+  std::vector<RouteRule> rules;
 };
 
 // How the request's host matched (SPEC section 4, most specific first).
@@ -89,6 +117,9 @@ struct RequestView {
   std::string_view hash_header;    // value of the field named Service::hash_header
   std::string_view cookie_header;  // the raw Cookie header ("a=1; b=2")
   std::string_view source_ip;      // the client's address as text (the peer, not X-Forwarded-For)
+  // What route rules match on (method, path, query, authority, headers); nullptr: the request
+  // is routed as if the service had no rules.
+  const MatchFields* fields = nullptr;
 };
 
 // A new sticky cookie's value: 16 lowercase hex digits of a 64-bit token.
@@ -100,6 +131,11 @@ struct Decision {
   const Target* target = nullptr;  // the target that won (its tag, its percent)
   const Revision* revision = nullptr;
   const Endpoint* endpoint = nullptr;
+  // The route rule that matched (nullptr: none, the service's traffic), and which entry of its
+  // match list (match.any_of.size() when the rule has none). A rule that answers_locally()
+  // leaves revision and endpoint unset.
+  const RouteRule* rule = nullptr;
+  std::size_t matched = 0;
   // hash split: the revision came from hashing the request's key (or the new cookie below);
   // false when a tag decided, or when the key was missing and the smooth schedule did.
   bool hashed = false;
@@ -144,6 +180,8 @@ class RouteTable {
   // Every routable host with where it goes, sorted by precedence then name.
   std::vector<HostRoute> host_routes() const;
   std::uint64_t generation() const { return generation_; }
+  // Smooth schedules with a per-worker cursor: every service's, then every rule's own.
+  std::uint32_t split_count() const { return split_count_; }
 
  private:
   RouteTable() = default;
@@ -153,6 +191,7 @@ class RouteTable {
   std::vector<std::unique_ptr<Revision>> revisions_;
   std::vector<const Endpoint*> endpoints_;
   std::uint64_t generation_ = 0;
+  std::uint32_t split_count_ = 0;
 };
 
 // Lowercase, drop ":port" and one trailing dot. Returns false (and leaves out untouched) when
@@ -206,9 +245,14 @@ class Router {
   bool owns(const Endpoint& endpoint) const noexcept;
   const Endpoint* pick_endpoint(const Service& service, const Revision& revision,
                                 std::uint64_t entropy);
+  // The weighted pick over one split (the service's, or its matched rule's).
+  const Target* pick_target(const Service& service, const std::vector<Target>& targets,
+                            const std::vector<std::uint16_t>& schedule,
+                            const std::vector<int>& cumulative, std::uint32_t cursor,
+                            const RequestView& request, std::uint64_t entropy, Decision& decision);
 
   std::shared_ptr<const RouteTable> table_;
-  std::vector<std::uint32_t> schedule_cursor_;  // per service
+  std::vector<std::uint32_t> schedule_cursor_;  // per split: services, then rules with traffic
   std::vector<std::uint32_t> endpoint_cursor_;  // per revision
   std::vector<std::uint32_t> active_;           // per endpoint (Endpoint::index)
 };

@@ -1,0 +1,172 @@
+// Route rules through RouteTable and Router (a service's `routes`, loaded from YAML): first match
+// wins, a rule's own traffic split (exact shares, its own cursor), the service's traffic when no
+// rule matches, tags before rules, rules that answer by themselves, and no allocation per request.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "routing/route_table.h"
+
+namespace routing_test_support {
+extern std::atomic<std::size_t> g_allocations;  // routing_test.cpp's counting operator new
+}  // namespace routing_test_support
+
+namespace revgate::routing {
+namespace {
+
+constexpr std::string_view kConfig = R"(
+listeners: [{name: web, address: "127.0.0.1:0"}]
+services:
+  - name: shop
+    revisions:
+      - {name: shop-1, endpoints: ["127.0.0.1:9001"]}
+      - {name: shop-2, endpoints: ["127.0.0.1:9002"]}
+      - {name: shop-3, endpoints: ["127.0.0.1:9003"]}
+    traffic:
+      - {revisionName: shop-1, percent: 100}
+      - {revisionName: shop-3, percent: 0, tag: preview}
+    routes:
+      - name: robots
+        match: [{uri: {exact: /robots.txt}}]
+        directResponse: {status: 200, body: {string: "User-agent: *\n"}}
+      - name: canary
+        match:
+          - headers: {x-canary: {exact: "1"}}
+          - uri: {prefix: /v2/}
+        traffic:
+          - {revisionName: shop-2, percent: 50}
+          - {revisionName: shop-3, percent: 50}
+      - name: legacy
+        match: [{uri: {prefix: /old/}}]
+        redirect: {uri: /new}
+      - name: api
+        match: [{uri: {regex: "/api/[a-z]+"}, method: {exact: POST}}]
+        rewrite: {uri: /internal}
+domainMappings: [{domain: "*", service: shop}]
+)";
+
+class Request : public MatchFields {
+ public:
+  explicit Request(std::string_view target, std::vector<std::pair<std::string, std::string>> fields = {},
+                   std::string_view method_ = "GET")
+      : fields_(std::move(fields)) {
+    method = method_;
+    authority = "shop.example.com";
+    const auto q = target.find('?');
+    path = target.substr(0, q);
+    query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  }
+  std::size_t header_values(std::string_view name, std::string_view* out,
+                            std::size_t capacity) const override {
+    std::size_t count = 0;
+    for (const auto& [n, v] : fields_) {
+      if (n != name) continue;
+      if (count < capacity) out[count] = v;
+      ++count;
+    }
+    return count;
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
+
+class RouteRules : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto config = config::load_string(kConfig.substr(1), "rules.yaml");
+    ASSERT_TRUE(config.has_value()) << config.error().front().to_string();
+    router_.emplace(RouteTable::compile(*config));
+  }
+  Decision route(const Request& request, std::string_view tag = "") {
+    RequestView view;
+    view.host = "shop.example.com";
+    view.tag_header = tag;
+    view.fields = &request;
+    return router_->route(view, 12345);
+  }
+  std::string rule_of(const Decision& d) { return d.rule ? d.rule->name : "-"; }
+  std::optional<Router> router_;
+};
+
+TEST_F(RouteRules, NoRuleMatchedFollowsTheServiceTraffic) {
+  const auto d = route(Request("/cart"));
+  EXPECT_EQ(d.rule, nullptr);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d.revision->name, "shop-1");
+}
+
+TEST_F(RouteRules, TheFirstMatchingRuleWinsAndSaysWhichEntryMatched) {
+  const auto by_header = route(Request("/v2/x", {{"x-canary", "1"}}));
+  EXPECT_EQ(rule_of(by_header), "canary");
+  EXPECT_EQ(by_header.matched, 0u) << "the header entry comes first";
+  const auto by_uri = route(Request("/v2/x"));
+  EXPECT_EQ(rule_of(by_uri), "canary");
+  EXPECT_EQ(by_uri.matched, 1u);
+  EXPECT_EQ(by_uri.rule->uri_prefixes.at(1), "/v2/");
+  EXPECT_EQ(rule_of(route(Request("/robots.txt", {{"x-canary", "1"}}))), "robots")
+      << "an earlier rule wins even when a later one matches too";
+  EXPECT_EQ(rule_of(route(Request("/api/users", {}, "POST"))), "api");
+  EXPECT_EQ(route(Request("/api/users", {}, "GET")).rule, nullptr) << "AND within an entry";
+  EXPECT_EQ(route(Request("/api/users/1", {}, "POST")).rule, nullptr) << "regex: whole path";
+}
+
+TEST_F(RouteRules, ARulesOwnTrafficIsSplitExactlyWithItsOwnCursor) {
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 100; ++i) {
+    const auto d = route(Request("/v2/x"));
+    ASSERT_TRUE(d);
+    ++counts[d.revision->name];
+    // interleaved requests that no rule matches do not move the rule's schedule
+    EXPECT_EQ(route(Request("/cart")).revision->name, "shop-1");
+  }
+  EXPECT_EQ(counts, (std::map<std::string, int>{{"shop-2", 50}, {"shop-3", 50}}));
+}
+
+TEST_F(RouteRules, ATagChoosesTheRevisionOverARulesTraffic) {
+  const auto d = route(Request("/v2/x"), "preview");
+  EXPECT_EQ(rule_of(d), "canary") << "the rule still matched (its rewrite and headers apply)";
+  EXPECT_EQ(d.revision->name, "shop-3");
+}
+
+TEST_F(RouteRules, RulesThatAnswerThemselvesPickNoRevision) {
+  const auto robots = route(Request("/robots.txt"));
+  ASSERT_NE(robots.rule, nullptr);
+  EXPECT_TRUE(robots.rule->answers_locally());
+  EXPECT_EQ(robots.rule->direct_response->body, "User-agent: *\n");
+  EXPECT_FALSE(robots) << "no revision, no endpoint";
+  const auto legacy = route(Request("/old/page"));
+  ASSERT_NE(legacy.rule, nullptr);
+  EXPECT_EQ(legacy.rule->redirect->code, 301);
+  EXPECT_EQ(legacy.revision, nullptr);
+}
+
+TEST_F(RouteRules, WithoutFieldsTheRulesAreNotConsulted) {
+  RequestView view;
+  view.host = "shop.example.com";
+  const auto d = router_->route(view, 1);
+  EXPECT_EQ(d.rule, nullptr);
+  EXPECT_EQ(d.revision->name, "shop-1");
+}
+
+TEST_F(RouteRules, RoutingThroughRulesAllocatesNothing) {
+  const Request canary("/v2/x", {{"x-canary", "1"}});
+  const Request none("/cart?x=1", {{"accept", "*/*"}});
+  const Request api("/api/users", {}, "POST");
+  route(canary);  // warm: nothing lazily built on the request path
+  const auto before = routing_test_support::g_allocations.load();
+  for (int i = 0; i < 1000; ++i) {
+    route(canary);
+    route(none);
+    route(api);
+  }
+  EXPECT_EQ(routing_test_support::g_allocations.load() - before, 0u);
+}
+
+}  // namespace
+}  // namespace revgate::routing

@@ -16,6 +16,7 @@
 #include "cli/traffic_command.h"
 #include "config/config.h"
 #include "echo/echo_server.h"
+#include "proxy/route_rules.h"
 #include "proxy/server.h"
 #include "routing/route_table.h"
 
@@ -40,12 +41,13 @@ std::optional<config::Config> load_or_report(const std::string& path) {
   return std::nullopt;
 }
 
-std::string describe_split(const routing::Service& service, const routing::Target* only) {
+std::string describe_split(const routing::Service& service, const routing::Target* only,
+                           const std::vector<routing::Target>* targets = nullptr) {
   if (only != nullptr) {
     return fmt::format("{} 100% (tag {})", only->revision->name, only->tag);
   }
   std::string out;
-  for (const auto& target : service.targets) {
+  for (const auto& target : targets != nullptr ? *targets : service.targets) {
     if (target.percent == 0) continue;
     if (!out.empty()) out += ", ";
     out += fmt::format("{} {}%", target.revision->name, target.percent);
@@ -84,11 +86,82 @@ int cmd_check(const std::string& path) {
                route.service->namespace_name + "/" + route.service->name,
                describe_split(*route.service, route.target));
   }
+  // Warnings (the config is valid): rules no request can reach.
+  for (const auto& service : table->services()) {
+    for (const auto& [rule, by] : routing::shadowed_rules(*service)) {
+      fmt::print(stderr,
+                 "{}:{}:{}: warning: service {}/{}: {} can never match: {} before it matches "
+                 "every request it would [route-shadowed]\n",
+                 path, rule->pos.line, rule->pos.column, service->namespace_name, service->name,
+                 rule->label(), by->label());
+    }
+  }
   return kExitOk;
 }
 
+// What `revgate route` matches rules on: the request given by its flags.
+class FlagRequest final : public routing::MatchFields {
+ public:
+  FlagRequest(std::string_view method_, std::string_view target, std::string_view host,
+              const std::vector<std::pair<std::string, std::string>>& fields)
+      : fields_(fields) {
+    method = method_;
+    authority = host;
+    const auto q = std::min(target.find('?'), target.size());
+    path = target.substr(0, q);
+    query = q < target.size() ? target.substr(q + 1) : std::string_view();
+  }
+  std::size_t header_values(std::string_view name, std::string_view* out,
+                            std::size_t capacity) const override {
+    std::size_t count = 0;
+    for (const auto& [n, v] : fields_) {
+      if (n != name) continue;
+      if (count < capacity) out[count] = v;
+      ++count;
+    }
+    return count;
+  }
+
+ private:
+  const std::vector<std::pair<std::string, std::string>>& fields_;
+};
+
+// Each rule up to the one that matched: why it did not (the first condition of each of its
+// match entries that fails), or which entry matched.
+void explain_rules(const routing::Service& service, const routing::Decision& decision,
+                   const routing::MatchFields& request) {
+  const char* label = "rules:    ";
+  for (const routing::RouteRule& rule : service.rules) {
+    std::string why;
+    if (&rule == decision.rule) {
+      why = rule.match.any_of.empty()
+                ? "matched (no match list: every request)"
+                : fmt::format("matched match[{}]{}", decision.matched,
+                              rule.match.any_of[decision.matched].name.empty()
+                                  ? ""
+                                  : " (" + rule.match.any_of[decision.matched].name + ")");
+    } else {
+      for (std::size_t i = 0; i < rule.match.any_of.size(); ++i) {
+        const auto* failed = rule.match.any_of[i].first_mismatch(request);
+        if (!why.empty()) why += "; ";
+        why += fmt::format("match[{}]: {}", i, failed != nullptr ? failed->describe() : "?");
+      }
+      why = "no (" + why + ")";
+    }
+    fmt::print("{}{}: {}\n", label, rule.label(), why);
+    label = "          ";
+    if (&rule == decision.rule) break;
+  }
+}
+
+void print_header_operations(std::string_view what, const config::HeaderOperations& ops) {
+  for (const auto& name : ops.remove) fmt::print("{} remove {}\n", what, name);
+  for (const auto& [name, value] : ops.set) fmt::print("{} set {}: {}\n", what, name, value);
+  for (const auto& [name, value] : ops.add) fmt::print("{} add {}: {}\n", what, name, value);
+}
+
 int cmd_route(const std::string& path, const std::string& host, const std::string& target_path,
-              const std::vector<std::string>& headers) {
+              const std::string& method, const std::vector<std::string>& headers) {
   auto config = load_or_report(path);
   if (!config) return kExitConfig;
   std::string tag;
@@ -116,19 +189,51 @@ int cmd_route(const std::string& path, const std::string& host, const std::strin
     if (name == "cookie") request.cookie_header = value;
     if (match.service != nullptr && name == match.service->hash_header) request.hash_header = value;
   }
+  const FlagRequest fields_view(method, target_path, host, fields);
+  request.fields = &fields_view;
   auto decision = router.route(match, request, std::random_device{}());
-  if (!decision) {
+  if (decision.service == nullptr) {
     fmt::print("host {}: no route (404, response flag NR)\n", host);
     return kExitConfig;
   }
   const auto& service = *decision.service;
   fmt::print("host:     {} ({})\n", host, routing::to_string(decision.match));
   fmt::print("service:  {}/{} ({})\n", service.namespace_name, service.name, service.host);
+  if (!service.rules.empty()) explain_rules(service, decision, fields_view);
+  if (const auto* rule = decision.rule; rule != nullptr && rule->answers_locally()) {
+    if (rule->direct_response) {
+      fmt::print("answer:   {} from the proxy ({} bytes of directResponse body)\n",
+                 rule->direct_response->status, rule->direct_response->body.size());
+    } else {
+      std::string location;
+      proxy::redirect_location(location, *rule, false, host, target_path);
+      fmt::print("answer:   {} redirect to {} (http listener; https keeps https)\n",
+                 rule->redirect->code, location);
+    }
+    return kExitOk;
+  }
+  if (!decision) {
+    fmt::print("host {}: no revision to route to\n", host);
+    return kExitConfig;
+  }
+  if (const auto* rule = decision.rule) {
+    if (auto rewritten = proxy::rewritten_target(decision, target_path)) {
+      fmt::print("rewrite:  path {}\n", *rewritten);
+    }
+    if (rule->rewrite && rule->rewrite->authority) {
+      fmt::print("rewrite:  authority {}\n", *rule->rewrite->authority);
+    }
+    print_header_operations("request: ", rule->request_headers);
+    print_header_operations("response:", rule->response_headers);
+  }
+  const bool own_traffic = decision.rule != nullptr && !decision.rule->targets.empty();
   if (decision.match == routing::MatchKind::tag_host ||
       (!tag.empty() && !decision.target->tag.empty() && decision.target->tag == tag)) {
     fmt::print("target:   tag {} -> {} (100%)\n", decision.target->tag, decision.revision->name);
   } else {
-    fmt::print("split:    {}\n", describe_split(service, nullptr));
+    fmt::print("split:    {}{}\n",
+               describe_split(service, nullptr, own_traffic ? &decision.rule->targets : nullptr),
+               own_traffic ? ", the rule's own traffic" : "");
     fmt::print("picked:   {} (one pick; `revgate simulate` shows the shares)\n",
                decision.revision->name);
   }
@@ -333,11 +438,13 @@ int main(int argc, char** argv) {
   auto* route = app.add_subcommand("route", "Explain where one request would go (no network)");
   std::string host;
   std::string path = "/";
+  std::string method = "GET";
   std::vector<std::string> headers;
   route->add_option("-c,--config", config_path, "Config file")->required();
   route->add_option("--host", host, "Host header")->required();
   route->add_option("--path", path, "Request path")->capture_default_str();
   route->add_option("--header", headers, "Request header NAME:VALUE (repeatable)");
+  route->add_option("--method", method, "Request method")->capture_default_str();
 
   auto* simulate = app.add_subcommand("simulate", "Run the real picker N times, print the shares");
   std::uint64_t picks = 100000;
@@ -396,7 +503,7 @@ int main(int argc, char** argv) {
   if (auto code = traffic_command.run()) return *code;
   if (*demo) return cmd_demo(demo_address, demo_port, demo_admin_port);
   if (*check) return cmd_check(config_path);
-  if (*route) return cmd_route(config_path, host, path, headers);
+  if (*route) return cmd_route(config_path, host, path, method, headers);
   if (*simulate) return cmd_simulate(config_path, host, tag, picks, seed);
   if (*echo_cmd) return cmd_echo(echo_options, listen);
   if (*run || !config_path.empty()) return cmd_run(config_path);

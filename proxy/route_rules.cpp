@@ -49,19 +49,24 @@ std::size_t HeadFields::header_values(std::string_view name, std::string_view* o
   return count;
 }
 
+std::optional<std::string> rewritten_target(const routing::Decision& decision,
+                                            std::string_view target) {
+  const routing::RouteRule* rule = decision.rule;
+  if (rule == nullptr || !rule->rewrite || !rule->rewrite->uri) return std::nullopt;
+  const auto [path, query] = split_target(target);
+  const std::string_view prefix = decision.matched < rule->uri_prefixes.size()
+                                      ? std::string_view(rule->uri_prefixes[decision.matched])
+                                      : std::string_view();
+  std::string rewritten = *rule->rewrite->uri;
+  if (!prefix.empty()) rewritten += path.substr(std::min(prefix.size(), path.size()));
+  rewritten += query;
+  return rewritten;
+}
+
 void apply_request_rule(RequestHead& head, const routing::Decision& decision) {
   const routing::RouteRule* rule = decision.rule;
   if (rule == nullptr) return;
-  if (rule->rewrite && rule->rewrite->uri) {
-    const auto [path, query] = split_target(head.target());
-    const std::string_view prefix = decision.matched < rule->uri_prefixes.size()
-                                        ? std::string_view(rule->uri_prefixes[decision.matched])
-                                        : std::string_view();
-    std::string target = *rule->rewrite->uri;
-    if (!prefix.empty()) target += path.substr(std::min(prefix.size(), path.size()));
-    target += query;
-    head.target(target);
-  }
+  if (auto target = rewritten_target(decision, head.target())) head.target(*target);
   if (rule->rewrite && rule->rewrite->authority) {
     head.set(http::field::host, *rule->rewrite->authority);
   }

@@ -5,6 +5,7 @@
 // thread; the matching itself allocates nothing.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,11 @@ class HeadFields final : public routing::MatchFields {
  private:
   const RequestHead& head_;
 };
+
+// The request target after the matched rule's rewrite.uri (after a prefix match only the
+// prefix is replaced, else the whole path; the query stays); nullopt when it rewrites no uri.
+std::optional<std::string> rewritten_target(const routing::Decision& decision,
+                                            std::string_view target);
 
 // The matched rule's changes to the request head, before it is written upstream: rewrite.uri
 // (after a prefix match only the prefix is replaced, else the whole path; the query stays),

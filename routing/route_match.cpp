@@ -68,6 +68,17 @@ bool StringMatcher::matches(std::string_view value) const noexcept {
   return false;
 }
 
+bool StringMatcher::implies(const StringMatcher& wider) const noexcept {
+  if (wider.kind_ == Kind::present) return true;
+  if (kind_ == Kind::present || ignore_case_ != wider.ignore_case_) return false;
+  if (kind_ == wider.kind_ && pattern_ == wider.pattern_) return true;
+  if (wider.kind_ != Kind::prefix || (kind_ != Kind::exact && kind_ != Kind::prefix)) return false;
+  return ignore_case_ ? pattern_.size() >= wider.pattern_.size() &&
+                            equal_folded(std::string_view(pattern_).substr(0, wider.pattern_.size()),
+                                         wider.pattern_)
+                      : std::string_view(pattern_).starts_with(wider.pattern_);
+}
+
 std::string StringMatcher::describe() const {
   switch (kind_) {
     case Kind::exact:
@@ -129,6 +140,19 @@ const MatchCondition* RequestMatch::first_mismatch(const MatchFields& request) c
     if (!condition.holds(request)) return &condition;
   }
   return nullptr;
+}
+
+bool covers(const RequestMatch& wide, const RequestMatch& narrow) noexcept {
+  return std::all_of(wide.conditions.begin(), wide.conditions.end(), [&](const MatchCondition& w) {
+    return std::any_of(narrow.conditions.begin(), narrow.conditions.end(),
+                       [&](const MatchCondition& n) {
+                         if (n.field != w.field || n.name != w.name) return false;
+                         // without_header: the narrow one excludes at least what the wide one does
+                         return n.field == MatchCondition::Field::without_header
+                                    ? w.match.implies(n.match)
+                                    : n.match.implies(w.match);
+                       });
+  });
 }
 
 bool RuleMatch::matches(const MatchFields& request) const noexcept {

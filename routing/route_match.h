@@ -32,6 +32,11 @@ class StringMatcher {
   bool matches(std::string_view value) const noexcept;
   Kind kind() const noexcept { return kind_; }
   const std::string& pattern() const noexcept { return pattern_; }
+  bool ignore_case() const noexcept { return ignore_case_; }
+  // Whether every value this matcher accepts is accepted by `wider` too, as far as can be
+  // told without running regexes: equal matchers, a prefix of a prefix or of an exact value,
+  // and `present` accepting anything. False when it cannot tell.
+  bool implies(const StringMatcher& wider) const noexcept;
   // "exact 'x'", "prefix '/v2/'", "regex 'a.*'", "present": for explanations.
   std::string describe() const;
 
@@ -77,6 +82,10 @@ struct RequestMatch {
   // The first condition that does not hold, or nullptr when the request matches.
   const MatchCondition* first_mismatch(const MatchFields& request) const noexcept;
 };
+
+// Whether every request `narrow` matches is matched by `wide` too (each of wide's conditions
+// is implied by one of narrow's), as far as StringMatcher::implies can tell.
+bool covers(const RequestMatch& wide, const RequestMatch& narrow) noexcept;
 
 // A rule's `match` list: any entry matches (OR). An empty list matches every request.
 struct RuleMatch {

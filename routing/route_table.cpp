@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <numeric>
+#include <span>
 #include <unordered_map>
 #include <utility>
 
@@ -437,6 +438,7 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
       RouteRule& rule = service->rules.emplace_back();
       rule.name = cr.name;
       rule.position = static_cast<std::uint32_t>(service->rules.size() - 1);
+      rule.pos = cr.pos;
       for (const config::HttpMatch& cm : cr.match) {
         RequestMatch match;
         if (!compile_match(cm, match)) continue;
@@ -700,6 +702,37 @@ const Target* Router::pick_target(const Service& service, const std::vector<Targ
     if (++cursor == schedule.size()) cursor = 0;
   }
   return target;
+}
+
+std::vector<ShadowedRule> shadowed_rules(const Service& service) {
+  std::vector<ShadowedRule> out;
+  const RequestMatch every_request;  // no condition
+  const auto entries = [&](const RouteRule& rule) {
+    return rule.match.any_of.empty() ? std::span<const RequestMatch>(&every_request, 1)
+                                     : std::span<const RequestMatch>(rule.match.any_of);
+  };
+  for (std::size_t j = 0; j < service.rules.size(); ++j) {
+    const RouteRule* first_by = nullptr;
+    bool all_covered = true;
+    for (const RequestMatch& entry : entries(service.rules[j])) {
+      const RouteRule* by = nullptr;
+      for (std::size_t i = 0; i < j && by == nullptr; ++i) {
+        for (const RequestMatch& earlier : entries(service.rules[i])) {
+          if (covers(earlier, entry)) {
+            by = &service.rules[i];
+            break;
+          }
+        }
+      }
+      if (by == nullptr) {
+        all_covered = false;
+        break;
+      }
+      if (first_by == nullptr) first_by = by;
+    }
+    if (all_covered) out.push_back({&service.rules[j], first_by});
+  }
+  return out;
 }
 
 std::string RouteRule::label() const {

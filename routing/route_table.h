@@ -51,6 +51,7 @@ struct Target {
 struct RouteRule {
   std::string name;            // as configured; may be empty
   std::uint32_t position = 0;  // in the service's routes
+  config::SourcePos pos;       // where it is written
   RuleMatch match;
   // Per entry of match.any_of: its uri prefix when the uri condition is a prefix (a rewrite
   // then replaces only that), empty otherwise.
@@ -70,6 +71,15 @@ struct RouteRule {
   bool answers_locally() const { return redirect.has_value() || direct_response.has_value(); }
   std::string label() const;  // "routes[2] (canary)"
 };
+
+// A rule that can never match: every request it matches, an earlier rule (`by`, the one that
+// takes its first match entry) matches first. For `revgate check`.
+struct ShadowedRule {
+  const RouteRule* rule = nullptr;
+  const RouteRule* by = nullptr;
+};
+struct Service;
+std::vector<ShadowedRule> shadowed_rules(const Service& service);
 
 // What a `splitPolicy: hash` service hashes (config `hashOn`); none for the other policies.
 enum class HashKey { none, header, cookie, source_ip };

@@ -46,6 +46,10 @@ class RouteRulesTest(IntegrationTest):
         super().setUp()
         self.one, self.two = self.start_echos("shop-1", "shop-2")
 
+    def revgate_config_text(self):
+        with open(self.revgate.config_path, encoding="utf-8") as f:
+            return f.read()
+
     def start(self, protocol="http1"):
         svc = service("shop", [("shop-1", [self.one]), ("shop-2", [self.two])],
                       traffic=[{"revisionName": "shop-1", "percent": 100}])
@@ -149,6 +153,42 @@ class RouteRulesTest(IntegrationTest):
                 headers, seen = self.echoed("/v1/users", http2=http2)
                 self.assertEqual(seen["target"], "/api/users")
                 self.assertNotIn("x-revision", headers)
+
+    def test_revgate_route_explains_the_rules(self):
+        self.start()
+        path = self.write_config(self.revgate_config_text(), "explain.yaml")
+        result = self.run_cli("route", "-c", path, "--host", HOST, "--path", "/V1/users?x=1",
+                              "--header", "X-Secret: s")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        out = result.stdout
+        self.assertIn("routes[0] (robots): no (match[0]: uri exact '/robots.txt')", out)
+        self.assertIn("routes[2] (canary): no (match[0]: header x-canary exact '1'; match[1]: "
+                      "query parameter beta regex 'yes|true')", out)
+        self.assertIn("routes[5] (v1): matched match[0]", out)
+        self.assertIn("rewrite:  path /api/users?x=1", out)
+        self.assertIn("rewrite:  authority backend.internal", out)
+        self.assertIn("request:  remove x-secret", out)
+        self.assertIn("response: remove x-revision", out)
+        self.assertIn("picked:   shop-1", out)
+        redirect = self.run_cli("route", "-c", path, "--host", "old.example.com", "--path", "/a")
+        self.assertIn("answer:   308 redirect to https://new.example.com/a", redirect.stdout)
+        direct = self.run_cli("route", "-c", path, "--host", HOST, "--path", "/gone/x")
+        self.assertIn("answer:   410 from the proxy", direct.stdout)
+
+    def test_revgate_check_warns_about_rules_that_can_never_match(self):
+        path = self.write_file("shadow.yaml", """listeners: [{name: web, address: "127.0.0.1:0"}]
+services:
+  - name: shop
+    revisions: [{name: shop-1, endpoints: ["127.0.0.1:9001"]}]
+    routes:
+      - {name: api, match: [{uri: {prefix: /api/}}], rewrite: {uri: /}}
+      - {name: users, match: [{uri: {prefix: /api/users}}], rewrite: {uri: /u}}
+""")
+        result = self.run_cli("check", "-c", path)
+        self.assertEqual(result.returncode, 0, "a warning, not an error")
+        self.assertIn("shadow.yaml:7:9: warning: service default/shop: routes[1] (users) can "
+                      "never match: routes[0] (api) before it matches every request it would "
+                      "[route-shadowed]", result.stderr)
 
     def test_a_bad_regex_is_named_where_it_is(self):
         path = self.write_file("bad.yaml", """listeners: [{name: web, address: "127.0.0.1:0"}]

@@ -168,5 +168,46 @@ TEST_F(RouteRules, RoutingThroughRulesAllocatesNothing) {
   EXPECT_EQ(routing_test_support::g_allocations.load() - before, 0u);
 }
 
+StringMatcher m(StringMatcher::Kind kind, std::string_view pattern, bool ignore_case = false) {
+  return *StringMatcher::compile(kind, pattern, ignore_case);
+}
+
+TEST(StringMatcherImplies, WhatCanBeToldWithoutRunningRegexes) {
+  using K = StringMatcher::Kind;
+  EXPECT_TRUE(m(K::prefix, "/v2/users").implies(m(K::prefix, "/v2/")));
+  EXPECT_TRUE(m(K::exact, "/v2/x").implies(m(K::prefix, "/v2/")));
+  EXPECT_FALSE(m(K::prefix, "/v2/").implies(m(K::prefix, "/v2/users")));
+  EXPECT_TRUE(m(K::regex, "a.*").implies(m(K::regex, "a.*")));
+  EXPECT_FALSE(m(K::regex, "ab").implies(m(K::regex, "a.*"))) << "unknown: not claimed";
+  EXPECT_TRUE(m(K::exact, "x").implies(StringMatcher())) << "present takes anything";
+  EXPECT_FALSE(m(K::prefix, "/A/", true).implies(m(K::prefix, "/a/"))) << "case rules differ";
+}
+
+TEST(ShadowedRules, AnEarlierRuleThatTakesEveryRequestOfALaterOne) {
+  auto config = config::load_string(R"(listeners: [{name: web, address: "127.0.0.1:0"}]
+services:
+  - name: shop
+    revisions: [{name: shop-1, endpoints: ["127.0.0.1:9001"]}]
+    routes:
+      - {name: v2, match: [{uri: {prefix: /v2/}}], rewrite: {uri: /}}
+      - {name: users, match: [{uri: {prefix: /v2/users}, method: {exact: GET}}], rewrite: {uri: /u}}
+      - {name: either, match: [{uri: {prefix: /v3/}}, {uri: {exact: /v2/x}}], rewrite: {uri: /e}}
+      - {name: reachable, match: [{uri: {prefix: /v3/}}, {uri: {prefix: /v4/}}], rewrite: {uri: /r}}
+      - {name: all, rewrite: {uri: /all}}
+      - {name: after-all, match: [{uri: {prefix: /v5/}}], rewrite: {uri: /x}}
+)",
+                                    "shadow.yaml");
+  ASSERT_TRUE(config.has_value()) << config.error().front().to_string();
+  const auto table = RouteTable::compile(*config);
+  std::vector<std::pair<std::string, std::string>> found;
+  for (const auto& [rule, by] : shadowed_rules(*table->services().at(0))) {
+    found.emplace_back(rule->name, by->name);
+  }
+  EXPECT_EQ(found, (std::vector<std::pair<std::string, std::string>>{
+                       {"users", "v2"}, {"after-all", "all"}}))
+      << "'either' is reachable through /v3/ (its /v2/x entry alone is shadowed), 'reachable' "
+         "through /v4/";
+}
+
 }  // namespace
 }  // namespace revgate::routing

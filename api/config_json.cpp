@@ -58,6 +58,122 @@ json::object hash_on_json(const config::HashOn& hash_on) {
   return o;
 }
 
+json::object string_match_json(const config::StringMatch& match) {
+  json::object o;
+  switch (match.kind) {
+    case config::StringMatch::Kind::exact:
+      o["exact"] = match.value;
+      break;
+    case config::StringMatch::Kind::prefix:
+      o["prefix"] = match.value;
+      break;
+    case config::StringMatch::Kind::regex:
+      o["regex"] = match.value;
+      break;
+    case config::StringMatch::Kind::present:
+      break;  // {}
+  }
+  return o;
+}
+
+json::object named_matches_json(const std::vector<config::NamedMatch>& matches) {
+  json::object o;
+  for (const auto& named : matches) o[named.name] = string_match_json(named.match);
+  return o;
+}
+
+json::object header_operations_json(const config::HeaderOperations& ops) {
+  json::object o;
+  const auto pairs = [](const auto& list) {
+    json::object fields;
+    for (const auto& [name, value] : list) fields[name] = value;
+    return fields;
+  };
+  if (!ops.set.empty()) o["set"] = pairs(ops.set);
+  if (!ops.add.empty()) o["add"] = pairs(ops.add);
+  if (!ops.remove.empty()) {
+    json::array names;
+    for (const auto& name : ops.remove) names.emplace_back(name);
+    o["remove"] = std::move(names);
+  }
+  return o;
+}
+
+json::array traffic_json(const std::vector<config::TrafficTarget>& traffic) {
+  json::array out;
+  for (const auto& target : traffic) {
+    json::object t;
+    if (target.latest_revision) {
+      t["latestRevision"] = true;
+    } else {
+      t["revisionName"] = target.revision_name;
+    }
+    t["percent"] = target.percent;
+    if (!target.tag.empty()) t["tag"] = target.tag;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// `routes`, in the keys they are written with (so that /config loads back as a config).
+json::array routes_json(const std::vector<config::RouteRule>& routes) {
+  json::array out;
+  for (const auto& rule : routes) {
+    json::object r;
+    if (!rule.name.empty()) r["name"] = rule.name;
+    if (!rule.match.empty()) {
+      json::array matches;
+      for (const auto& match : rule.match) {
+        json::object m;
+        if (!match.name.empty()) m["name"] = match.name;
+        if (match.uri) m["uri"] = string_match_json(*match.uri);
+        if (match.method) m["method"] = string_match_json(*match.method);
+        if (match.authority) m["authority"] = string_match_json(*match.authority);
+        if (!match.headers.empty()) m["headers"] = named_matches_json(match.headers);
+        if (!match.without_headers.empty()) {
+          m["withoutHeaders"] = named_matches_json(match.without_headers);
+        }
+        if (!match.query_params.empty()) m["queryParams"] = named_matches_json(match.query_params);
+        if (match.ignore_uri_case) m["ignoreUriCase"] = true;
+        matches.push_back(std::move(m));
+      }
+      r["match"] = std::move(matches);
+    }
+    if (!rule.traffic.empty()) r["traffic"] = traffic_json(rule.traffic);
+    if (rule.rewrite) {
+      json::object rewrite;
+      if (rule.rewrite->uri) rewrite["uri"] = *rule.rewrite->uri;
+      if (rule.rewrite->authority) rewrite["authority"] = *rule.rewrite->authority;
+      r["rewrite"] = std::move(rewrite);
+    }
+    if (rule.redirect) {
+      json::object redirect;
+      if (rule.redirect->uri) redirect["uri"] = *rule.redirect->uri;
+      if (rule.redirect->authority) redirect["authority"] = *rule.redirect->authority;
+      if (rule.redirect->scheme) redirect["scheme"] = *rule.redirect->scheme;
+      if (rule.redirect->port) redirect["port"] = *rule.redirect->port;
+      redirect["redirectCode"] = rule.redirect->code;
+      r["redirect"] = std::move(redirect);
+    }
+    if (rule.direct_response) {
+      r["directResponse"] = {{"status", rule.direct_response->status},
+                             {"body", {{"string", rule.direct_response->body}}}};
+    }
+    if (!rule.request_headers.empty() || !rule.response_headers.empty()) {
+      json::object headers;
+      if (!rule.request_headers.empty()) {
+        headers["request"] = header_operations_json(rule.request_headers);
+      }
+      if (!rule.response_headers.empty()) {
+        headers["response"] = header_operations_json(rule.response_headers);
+      }
+      r["headers"] = std::move(headers);
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 json::object service_json(const config::Service& service) {
   json::object o;
   o["name"] = service.name;
@@ -84,19 +200,8 @@ json::object service_json(const config::Service& service) {
     revisions.push_back(std::move(r));
   }
   o["revisions"] = std::move(revisions);
-  json::array traffic;
-  for (const auto& target : service.traffic) {
-    json::object t;
-    if (target.latest_revision) {
-      t["latestRevision"] = true;
-    } else {
-      t["revisionName"] = target.revision_name;
-    }
-    t["percent"] = target.percent;
-    if (!target.tag.empty()) t["tag"] = target.tag;
-    traffic.push_back(std::move(t));
-  }
-  o["traffic"] = std::move(traffic);
+  o["traffic"] = traffic_json(service.traffic);
+  if (!service.routes.empty()) o["routes"] = routes_json(service.routes);
   return o;
 }
 

@@ -498,6 +498,39 @@ tracing: {sampleRate: 0.25}
   EXPECT_EQ(again->state_file, "test.state.json");
 }
 
+TEST(ApiConfig, RouteRulesRoundTrip) {
+  auto loaded = config::load_string(R"(listeners: [{name: http, address: "127.0.0.1:0"}]
+services:
+  - name: a
+    revisions:
+      - {name: a-1, endpoints: ["10.0.0.1:80"]}
+      - {name: a-2, endpoints: ["10.0.0.2:80"]}
+    routes:
+      - name: canary
+        match:
+          - {name: m, uri: {prefix: /v2/}, method: {exact: GET}, authority: {regex: "a.*"},
+             headers: {x-canary: {exact: "1"}, x-debug: {}}, withoutHeaders: {x-internal: {}},
+             queryParams: {u: {regex: "[a-z]+"}}, ignoreUriCase: true}
+        traffic: [{revisionName: a-2, percent: 100}]
+        rewrite: {uri: /, authority: b.internal}
+        headers: {request: {set: {x-a: "1"}, add: {x-b: "2"}, remove: [x-c]}, response: {remove: [x-d]}}
+      - {match: [{uri: {exact: /r}}], redirect: {uri: /s, authority: x.example, scheme: https, port: 8443, redirectCode: 307}}
+      - {directResponse: {status: 204, body: {string: ""}}}
+)",
+                                    "<routes>");
+  ASSERT_TRUE(loaded) << loaded.error().front().to_string();
+  const json::value dumped = config_to_json(*loaded);
+  EXPECT_EQ(json::serialize(at(dumped, "services.0.routes.0.match.0.headers")),
+            R"({"x-canary":{"exact":"1"},"x-debug":{}})");
+  EXPECT_EQ(json::serialize(at(dumped, "services.0.routes.1.redirect")),
+            R"({"uri":"/s","authority":"x.example","scheme":"https","port":8443,"redirectCode":307})");
+  auto again = config::load_string(json::serialize(dumped), "<routes>");
+  ASSERT_TRUE(again) << again.error().front().to_string();
+  EXPECT_EQ(json::serialize(config_to_json(*again)), json::serialize(dumped))
+      << "/config loads back as the same config";
+  EXPECT_EQ(again->services.at(0).routes.size(), 3u);
+}
+
 TEST(ApiConfig, DefaultsRoundTripAndAConfigWithoutAFileHasNoStateFile) {
   auto loaded = config::load_string(R"(listeners: [{name: http, address: "127.0.0.1:0"}]
 services: [{name: a, revisions: [{name: a-1, endpoints: ["10.0.0.1:80"]}]}]

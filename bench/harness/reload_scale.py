@@ -84,8 +84,10 @@ def unloaded(bench, proxy, n_reloads, pause_s, progress):
         for i in range(n_reloads):
             split = "/".join(str(w) for w in (bench.scn.reload.weights if reloader.next == 1
                                               else [r.percent for r in bench.scn.revisions]))
-            before = processes.status_kib([pid], "VmRSS")
+            # the peak reset first: RSS read after it cannot exceed the peak read later
+            # (read before it, memory given back meanwhile made the peak look lower)
             processes.reset_peak([pid])
+            before = processes.status_kib([pid], "VmRSS")
             rec = reloader.once()
             peak = processes.status_kib([pid], "VmHWM")
             after = processes.status_kib([pid], "VmRSS")

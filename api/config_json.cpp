@@ -174,13 +174,40 @@ json::array routes_json(const std::vector<config::RouteRule>& routes) {
   return out;
 }
 
+json::object load_balancer_json(config::LoadBalancer simple,
+                                const std::optional<config::ConsistentHash>& hash) {
+  json::object lb;
+  if (!hash) {
+    lb["simple"] = config::to_string(simple);
+  } else {
+    json::object h;
+    switch (hash->key) {
+      case config::ConsistentHash::Key::header:
+        h["httpHeaderName"] = hash->name;
+        break;
+      case config::ConsistentHash::Key::source_ip:
+        h["useSourceIp"] = true;
+        break;
+      case config::ConsistentHash::Key::query_param:
+        h["httpQueryParameterName"] = hash->name;
+        break;
+    }
+    lb["consistentHash"] = std::move(h);
+  }
+  return {{"loadBalancer", std::move(lb)}};
+}
+
 json::object service_json(const config::Service& service) {
   json::object o;
   o["name"] = service.name;
   o["namespace"] = service.namespace_name;
   o["splitPolicy"] = config::to_string(service.split_policy);
   if (service.hash_on) o["hashOn"] = hash_on_json(*service.hash_on);
-  o["loadBalancer"] = config::to_string(service.load_balancer);
+  if (service.consistent_hash) {
+    o["trafficPolicy"] = load_balancer_json(service.load_balancer, service.consistent_hash);
+  } else {
+    o["loadBalancer"] = config::to_string(service.load_balancer);
+  }
   o["debugHeaders"] = service.debug_headers;
   o["rolloutDuration"] = duration_text(service.rollout_duration);  // "0s": no rollout
   boost::json::array upgrades;
@@ -197,6 +224,10 @@ json::object service_json(const config::Service& service) {
     r["endpoints"] = std::move(endpoints);
     if (revision.tls) r["tls"] = upstream_tls(*revision.tls);
     r["protocol"] = config::to_string(revision.protocol);
+    if (revision.load_balancer) {
+      r["trafficPolicy"] =
+          load_balancer_json(revision.load_balancer->simple, revision.load_balancer->consistent_hash);
+    }
     revisions.push_back(std::move(r));
   }
   o["revisions"] = std::move(revisions);

@@ -30,6 +30,7 @@
 
 #include "config/reader.h"
 #include "config/routes.h"
+#include "config/traffic_policy.h"
 #include "config/traffic.h"
 #include "config/values.h"
 #include "config/yaml_document.h"
@@ -74,10 +75,11 @@ constexpr std::array kUpstreamKeys = {"maxIdlePerEndpoint"sv};
 constexpr std::array kServiceKeys = {"name"sv,           "namespace"sv,    "splitPolicy"sv,
                                      "revisions"sv,      "traffic"sv,      "hashOn"sv,
                                      "loadBalancer"sv,   "debugHeaders"sv, "rolloutDuration"sv,
-                                     "upgradeTypes"sv,   "routes"sv};
+                                     "upgradeTypes"sv,   "routes"sv,       "trafficPolicy"sv};
 constexpr std::array kHashOnKeys = {"header"sv, "cookie"sv, "sourceIp"sv};
 constexpr std::array kHashCookieKeys = {"name"sv, "ttl"sv};
-constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv, "tls"sv, "protocol"sv};
+constexpr std::array kRevisionKeys = {"name"sv, "endpoints"sv, "tls"sv, "protocol"sv,
+                                      "trafficPolicy"sv};
 constexpr std::array kUpstreamTlsKeys = {"caFile"sv, "serverName"sv, "certFile"sv, "keyFile"sv};
 constexpr std::array kMappingKeys = {"domain"sv, "service"sv, "namespace"sv};
 
@@ -683,25 +685,21 @@ class Loader : detail::Reader {
                       "{{cookie: {{name: NAME, ttl: 3600s}}}} or {{sourceIp: true}}",
                       quote(service.name)));
     }
-    if (const Field* field = fields.find("loadBalancer")) {
-      if (auto value = read_string(*field)) {
-        if (*value == "ROUND_ROBIN") {
-          service.load_balancer = LoadBalancer::round_robin;
-        } else if (*value == "LEAST_REQUEST") {
-          service.load_balancer = LoadBalancer::least_request;
-        } else if (*value == "RANDOM") {
-          service.load_balancer = LoadBalancer::random;
-        } else {
-          std::string upper = *value;
-          std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) {
-            return c == '-' ? '_' : static_cast<char>(std::toupper(c));
-          });
-          bool known = upper == "ROUND_ROBIN" || upper == "LEAST_REQUEST" || upper == "RANDOM";
-          add(field->value_pos, "load-balancer",
-              fmt::format("loadBalancer must be ROUND_ROBIN, LEAST_REQUEST or RANDOM, got {}{}",
-                          quote(*value),
-                          known ? fmt::format(" (did you mean '{}'?)", upper) : std::string()));
-        }
+    const Field* flat = fields.find("loadBalancer");
+    if (flat != nullptr) {
+      if (auto value = detail::read_simple_load_balancer(*this, *flat)) {
+        service.load_balancer = *value;
+      }
+    }
+    if (const Field* field = fields.find("trafficPolicy")) {
+      if (flat != nullptr) {
+        add(field->key_pos, "load-balancer",
+            fmt::format("service {} has both loadBalancer and trafficPolicy; loadBalancer is "
+                        "the short form of trafficPolicy.loadBalancer.simple: keep one",
+                        quote(service.name)));
+      } else if (auto settings = detail::read_traffic_policy(*this, *field)) {
+        service.load_balancer = settings->simple;
+        service.consistent_hash = std::move(settings->consistent_hash);
       }
     }
   }
@@ -869,6 +867,9 @@ class Loader : detail::Reader {
     }
     if (const Field* protocol = fields.find("protocol")) {
       read_revision_protocol(*protocol, revision, endpoints_known);
+    }
+    if (const Field* policy = fields.find("trafficPolicy")) {
+      revision.load_balancer = detail::read_traffic_policy(*this, *policy);
     }
     return revision;
   }

@@ -53,12 +53,38 @@ enum class UpstreamProtocol {
 };
 std::string_view to_string(UpstreamProtocol protocol);  // "http1", "h2c", "h2"
 
+// `loadBalancer:` endpoint choice within a revision (Istio's loadBalancer.simple names).
+enum class LoadBalancer {
+  round_robin,    // ROUND_ROBIN, the default
+  least_request,  // LEAST_REQUEST: power of two choices on this worker's active requests
+  random,         // RANDOM
+};
+std::string_view to_string(LoadBalancer balancer);  // "ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"
+
+// Istio DestinationRule's loadBalancer.consistentHash: a request's key hashed onto a ring of the
+// revision's endpoints, so that one key keeps its endpoint and an endpoint added or removed
+// moves about 1/N of the keys.
+struct ConsistentHash {
+  enum class Key { header, source_ip, query_param };
+  Key key = Key::header;
+  std::string name;  // httpHeaderName (lowercase) or httpQueryParameterName
+};
+
+// `trafficPolicy.loadBalancer`: `simple`, or `consistentHash` in its place.
+struct LoadBalancerSettings {
+  LoadBalancer simple = LoadBalancer::round_robin;
+  std::optional<ConsistentHash> consistent_hash;
+  SourcePos pos;
+};
+
 struct Revision {
   std::string name;
   std::vector<Endpoint> endpoints;
   SourcePos pos;
   std::optional<UpstreamTls> tls;  // only when some endpoint is https://
   UpstreamProtocol protocol = UpstreamProtocol::http1;
+  // `trafficPolicy.loadBalancer` on the revision: replaces the service's for its endpoints.
+  std::optional<LoadBalancerSettings> load_balancer;
 };
 
 // Knative's TrafficTarget: exactly one of revision_name / latest_revision is set in a loaded
@@ -96,14 +122,6 @@ struct HashOn {
   std::chrono::seconds cookie_ttl{0};
   SourcePos pos;
 };
-
-// `loadBalancer:` endpoint choice within a revision (Istio's loadBalancer.simple names).
-enum class LoadBalancer {
-  round_robin,    // ROUND_ROBIN, the default
-  least_request,  // LEAST_REQUEST: power of two choices on this worker's active requests
-  random,         // RANDOM
-};
-std::string_view to_string(LoadBalancer balancer);  // "ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"
 
 // ---- route rules (`routes:` on a service; Istio's HTTPRoute names and meanings) ----
 
@@ -178,6 +196,8 @@ struct Service {
   SplitPolicy split_policy = SplitPolicy::smooth;
   std::optional<HashOn> hash_on;  // set exactly when split_policy is hash
   LoadBalancer load_balancer = LoadBalancer::round_robin;
+  // `trafficPolicy.loadBalancer.consistentHash` (the flat `loadBalancer` cannot say it).
+  std::optional<ConsistentHash> consistent_hash;
   std::vector<Revision> revisions;  // oldest first; the last is the latest
   // Never empty after loading: omitted or [] becomes [{latestRevision: true, percent: 100}].
   std::vector<TrafficTarget> traffic;

@@ -219,9 +219,10 @@ void H2Stream::route_request() {
   }
   auto& rng = worker_.rng();
   {
-    // Route rules look at the whole head; the view points into it only while routing.
+    // Route rules and consistent hashing look at the whole head; the view points into it
+    // only while routing.
     const HeadFields fields(request_, route_view_.host);
-    if (match.service != nullptr && !match.service->rules.empty()) route_view_.fields = &fields;
+    route_view_.fields = &fields;
     decision_ = router.route(match, route_view_, rng.next());
     route_view_.fields = nullptr;
   }

@@ -359,11 +359,10 @@ void Session::route_request() {
   }
   auto& rng = worker_.rng();
   {
-    // Route rules look at the whole head; the view points into it only while routing.
+    // Route rules and consistent hashing look at the whole head; the view points into it
+    // only while routing.
     const HeadFields fields(request, exchange_->route_view.host);
-    if (match.service != nullptr && !match.service->rules.empty()) {
-      exchange_->route_view.fields = &fields;
-    }
+    exchange_->route_view.fields = &fields;
     exchange_->decision = router.route(match, exchange_->route_view, rng.next());
     exchange_->route_view.fields = nullptr;
   }

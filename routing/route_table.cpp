@@ -400,6 +400,19 @@ std::shared_ptr<const RouteTable> RouteTable::compile(const config::Config& conf
         revision->endpoints.push_back(Endpoint{ce.address.empty() ? ce.host : ce.address, ce.port,
                                                authority_of(ce), 0, table.get()});
       }
+      const config::LoadBalancerSettings lb = cr.load_balancer.value_or(
+          config::LoadBalancerSettings{cs.load_balancer, cs.consistent_hash, {}});
+      revision->balancer = lb.simple;
+      revision->consistent_hash = lb.consistent_hash;
+      if (revision->consistent_hash) {
+        for (std::uint32_t e = 0; e < revision->endpoints.size(); ++e) {
+          const std::string& authority = revision->endpoints[e].authority;
+          for (std::uint32_t k = 0; k < kRingPointsPerEndpoint; ++k) {
+            revision->ring.emplace_back(sticky_hash(authority + "#" + std::to_string(k)), e);
+          }
+        }
+        std::sort(revision->ring.begin(), revision->ring.end());
+      }
       table->revisions_.push_back(std::move(revision));
     }
     const auto find_revision = [&](std::string_view name) -> const Revision* {
@@ -642,7 +655,7 @@ Decision Router::route(const RouteTable::HostMatch& match, const RequestView& re
   if (target == nullptr || target->revision == nullptr) return decision;  // invalid config only
   decision.target = target;
   decision.revision = target->revision;
-  decision.endpoint = pick_endpoint(service, *target->revision, entropy);
+  decision.endpoint = pick_endpoint(*target->revision, request, entropy);
   return decision;
 }
 
@@ -740,11 +753,43 @@ std::string RouteRule::label() const {
                       : "routes[" + std::to_string(position) + "] (" + name + ")";
 }
 
-const Endpoint* Router::pick_endpoint(const Service& service, const Revision& revision,
+// The consistent hash key of a request (empty: it has none).
+std::string_view consistent_hash_key(const config::ConsistentHash& hash,
+                                     const RequestView& request) noexcept {
+  switch (hash.key) {
+    case config::ConsistentHash::Key::source_ip:
+      return request.source_ip;
+    case config::ConsistentHash::Key::header: {
+      std::string_view value;
+      if (request.fields != nullptr && request.fields->header_values(hash.name, &value, 1) > 0) {
+        return value;
+      }
+      return {};
+    }
+    case config::ConsistentHash::Key::query_param:
+      if (request.fields == nullptr) return {};
+      return find_query_param(request.fields->query, hash.name).value_or(std::string_view());
+  }
+  return {};
+}
+
+const Endpoint* Router::pick_endpoint(const Revision& revision, const RequestView& request,
                                       std::uint64_t entropy) {
   const std::size_t count = revision.endpoints.size();
   if (count == 0) return nullptr;
-  switch (service.load_balancer) {
+  if (revision.consistent_hash && !revision.ring.empty()) {
+    const std::string_view key = consistent_hash_key(*revision.consistent_hash, request);
+    if (!key.empty()) {
+      // The first ring point at or after the key's hash, wrapping around.
+      const std::uint64_t point = sticky_hash(key);
+      auto it = std::lower_bound(revision.ring.begin(), revision.ring.end(), point,
+                                 [](const auto& entry, std::uint64_t p) { return entry.first < p; });
+      if (it == revision.ring.end()) it = revision.ring.begin();
+      return &revision.endpoints[it->second];
+    }
+    // No key (no such header, parameter or address): round robin, below.
+  }
+  switch (revision.balancer) {
     case config::LoadBalancer::round_robin:
       break;
     case config::LoadBalancer::random: {

@@ -34,7 +34,14 @@ struct Revision {
   // Position in RouteTable::revisions(); per-worker state is indexed by it.
   std::uint32_t index = 0;
   std::uint32_t first_endpoint = 0;  // endpoints[i].index == first_endpoint + i
+  // Endpoint choice: the revision's trafficPolicy, else its service's.
+  config::LoadBalancer balancer = config::LoadBalancer::round_robin;
+  std::optional<config::ConsistentHash> consistent_hash;
+  // consistent_hash: (point, position in endpoints), sorted by point; kRingPointsPerEndpoint
+  // points per endpoint, each at sticky_hash("authority#k") (ring hash, as Envoy's ring_hash).
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> ring;
 };
+inline constexpr std::uint32_t kRingPointsPerEndpoint = 160;
 
 // One traffic target resolved to a revision (latestRevision resolved at compile time).
 struct Target {
@@ -253,7 +260,7 @@ class Router {
 
  private:
   bool owns(const Endpoint& endpoint) const noexcept;
-  const Endpoint* pick_endpoint(const Service& service, const Revision& revision,
+  const Endpoint* pick_endpoint(const Revision& revision, const RequestView& request,
                                 std::uint64_t entropy);
   // The weighted pick over one split (the service's, or its matched rule's).
   const Target* pick_target(const Service& service, const std::vector<Target>& targets,

@@ -6,6 +6,7 @@ a revision), prefix and full rewrites of the path and the authority, request and
 edits; a bad regex named with its place by `revgate check`."""
 
 import json
+import signal
 import subprocess
 import unittest
 
@@ -203,6 +204,50 @@ services:
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("bad.yaml:7:31: routes[0] (broken): uri regex '/a(' is not valid RE2: "
                       "missing ): /a( [route-regex]", result.stderr + result.stdout)
+
+
+class ConsistentHashTest(IntegrationTest):
+    """trafficPolicy.loadBalancer.consistentHash: one revision, echo endpoints named e1..e4
+    (each reports its own name), users told apart by a header."""
+
+    def setUp(self):
+        super().setUp()
+        self.echos = self.start_echos("e1", "e2", "e3", "e4")
+
+    def config(self, endpoints):
+        svc = service("shop", [("shop-1", self.echos[:endpoints])])
+        svc["trafficPolicy"] = {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}
+        return default_config([svc], domainMappings=[{"domain": "*", "service": "shop"}])
+
+    def placement(self, port, users):
+        conn = self.http_connection(port)
+        seen = {}
+        for user in users:
+            conn.request("GET", "/", headers={"Host": HOST, "X-User": user})
+            response = conn.getresponse()
+            seen[user] = json.loads(response.read())["revision"]
+        return seen
+
+    def test_a_user_keeps_its_endpoint_and_an_added_one_takes_about_a_quarter(self):
+        revgate = self.start_revgate(self.config(3))
+        users = [f"user-{i}" for i in range(400)]
+        first = self.placement(revgate.port, users)
+        self.assertEqual(self.placement(revgate.port, users), first, "the same endpoint again")
+        counts = {name: list(first.values()).count(name) for name in ("e1", "e2", "e3")}
+        for name, n in counts.items():
+            self.assertGreater(n, 80, f"{name}: keys spread over the endpoints {counts}")
+        config = self.config(4)
+        config["listeners"][0]["address"] = f"127.0.0.1:{revgate.port}"
+        config["admin"]["address"] = f"127.0.0.1:{revgate.admin_port}"
+        self.write_config(config)
+        revgate.signal(signal.SIGHUP)
+        self.eventually(lambda: "e4" in self.placement(revgate.port, users).values(), True,
+                        "the added endpoint in use after the reload", timeout=5)
+        after = self.placement(revgate.port, users)
+        moved = [u for u in users if after[u] != first[u]]
+        self.assertTrue(all(after[u] == "e4" for u in moved), "keys move only to the new one")
+        self.assertGreater(len(moved), 400 * 0.15, f"{len(moved)} moved")
+        self.assertLess(len(moved), 400 * 0.35, f"{len(moved)} moved: about 1/4, not a reshuffle")
 
 
 if __name__ == "__main__":

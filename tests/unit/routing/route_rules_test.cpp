@@ -211,3 +211,84 @@ services:
 
 }  // namespace
 }  // namespace revgate::routing
+
+namespace revgate::routing {
+namespace {
+
+// trafficPolicy.loadBalancer.consistentHash: a ring of each revision's endpoints.
+std::shared_ptr<const RouteTable> ring_table(int endpoints, std::string_view revision_policy = "") {
+  std::string list;
+  for (int i = 0; i < endpoints; ++i) {
+    list += (i ? ", " : "") + std::string("\"10.0.0.") + std::to_string(i + 1) + ":80\"";
+  }
+  auto config = config::load_string(
+      "listeners: [{name: web, address: \"127.0.0.1:0\"}]\n"
+      "services:\n"
+      "  - name: shop\n"
+      "    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: X-User}}}\n"
+      "    revisions:\n"
+      "      - {name: shop-1, endpoints: [" + list + "]" + std::string(revision_policy) + "}\n"
+      "domainMappings: [{domain: \"*\", service: shop}]\n",
+      "ring.yaml");
+  EXPECT_TRUE(config.has_value()) << config.error().front().to_string();
+  return RouteTable::compile(*config);
+}
+
+std::string endpoint_for(Router& router, const std::string& user) {
+  const Request request("/", {{"x-user", user}});
+  RequestView view;
+  view.host = "shop.example.com";
+  view.fields = &request;
+  return router.route(view, 7).endpoint->authority;
+}
+
+TEST(ConsistentHash, AKeyKeepsItsEndpointAndKeysSpreadEvenly) {
+  Router router(ring_table(4));
+  std::map<std::string, int> counts;
+  for (int user = 0; user < 10000; ++user) {
+    const std::string key = "user-" + std::to_string(user);
+    const std::string first = endpoint_for(router, key);
+    ASSERT_EQ(endpoint_for(router, key), first);
+    ++counts[first];
+  }
+  ASSERT_EQ(counts.size(), 4u);
+  for (const auto& [endpoint, n] : counts) {
+    EXPECT_NEAR(n, 2500, 500) << endpoint << ": 160 ring points per endpoint spread the keys";
+  }
+}
+
+TEST(ConsistentHash, AnAddedEndpointTakesAboutOneNthAllFromTheOthers) {
+  Router four(ring_table(4));
+  Router five(ring_table(5));
+  int moved = 0;
+  for (int user = 0; user < 10000; ++user) {
+    const std::string key = "user-" + std::to_string(user);
+    const std::string before = endpoint_for(four, key);
+    const std::string after = endpoint_for(five, key);
+    if (before != after) {
+      ++moved;
+      EXPECT_EQ(after, "10.0.0.5:80") << "a key moves only to the new endpoint";
+    }
+  }
+  EXPECT_NEAR(moved, 2000, 400) << "about 1/5 of the keys move";
+}
+
+TEST(ConsistentHash, WithoutTheKeyRoundRobinAndARevisionMayOverride) {
+  Router router(ring_table(3));
+  RequestView view;
+  view.host = "shop.example.com";
+  const Request none("/");
+  view.fields = &none;
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 30; ++i) ++counts[router.route(view, i).endpoint->authority];
+  EXPECT_EQ(counts.size(), 3u);
+  for (const auto& [endpoint, n] : counts) EXPECT_EQ(n, 10) << endpoint;
+
+  Router overridden(ring_table(3, ", trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}"));
+  std::map<std::string, int> same_user;
+  for (int i = 0; i < 30; ++i) ++same_user[endpoint_for(overridden, "ann")];
+  EXPECT_EQ(same_user.size(), 3u) << "the revision's own policy: round robin, key or not";
+}
+
+}  // namespace
+}  // namespace revgate::routing

@@ -1,6 +1,9 @@
 // Fuzz target: any bytes as a request head, parsed by Beast's parser with the proxy's limits and
-// routed through a fixed table. A parsed head must route without crashing, and any decision
-// must be consistent (a revision of the matched service, with an endpoint).
+// routed through a fixed table with route rules (every match kind, local answers, a rule's own
+// traffic) and a consistent hash. A parsed head must route without crashing, and any decision
+// must be consistent: a rule that answers picks no revision; otherwise a revision of the rule's
+// own traffic or the service's, with an endpoint.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -25,14 +28,49 @@ services:
     traffic:
       - {revisionName: hello-1, percent: 90}
       - {revisionName: hello-2, percent: 10, tag: canary}
+    routes:
+      - match: [{uri: {exact: /robots.txt}}]
+        directResponse: {status: 200, body: {string: "no"}}
+      - match: [{headers: {x-canary: {regex: "[0-9]+"}}, withoutHeaders: {x-internal: {}}},
+                {queryParams: {beta: {prefix: y}}, method: {exact: POST}}]
+        traffic: [{revisionName: hello-2, percent: 100}]
+      - match: [{authority: {regex: "old\\..*"}}]
+        redirect: {authority: new.example.org}
+      - match: [{uri: {prefix: /API/}, ignoreUriCase: true}]
+        rewrite: {uri: /}
   - name: other
     namespace: team
     splitPolicy: random
-    revisions: [{name: other-1, endpoints: ["127.0.0.1:9004"]}]
+    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+    revisions: [{name: other-1, endpoints: ["127.0.0.1:9004", "127.0.0.1:9005"]}]
 domainMappings:
   - {domain: www.example.org, service: hello}
   - {domain: "*.apps.example.org", service: other, namespace: team}
 )";
+
+// The route rules' view of the parsed head.
+class Fields final : public revgate::routing::MatchFields {
+ public:
+  explicit Fields(const http::request<http::empty_body>& request) : request_(request) {
+    method = request.method_string();
+    const std::string_view target = request.target();
+    const auto q = std::min(target.find('?'), target.size());
+    path = target.substr(0, q);
+    query = q < target.size() ? target.substr(q + 1) : std::string_view();
+  }
+  std::size_t header_values(std::string_view name, std::string_view* out,
+                            std::size_t capacity) const override {
+    std::size_t count = 0;
+    for (auto [it, end] = request_.equal_range(name); it != end; ++it) {
+      if (count < capacity) out[count] = it->value();
+      ++count;
+    }
+    return count;
+  }
+
+ private:
+  const http::request<http::empty_body>& request_;
+};
 
 revgate::routing::Router& router() {
   static revgate::routing::Router instance = [] {
@@ -58,10 +96,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto tag = request.find("knative-serving-tag"); tag != request.end()) {
     view.tag_header = tag->value();
   }
+  Fields fields(request);
+  fields.authority = view.host;
+  view.fields = &fields;
   const auto decision = router().route(view, size * 2654435761u);
-  if (decision.revision != nullptr) {
+  if (decision.rule != nullptr && decision.rule->answers_locally()) {
+    if (decision.revision != nullptr || decision.endpoint != nullptr) std::abort();
+  } else if (decision.revision != nullptr) {
     bool belongs = false;
     for (const auto& target : decision.service->targets) belongs |= target.revision == decision.revision;
+    if (decision.rule != nullptr) {
+      for (const auto& target : decision.rule->targets) belongs |= target.revision == decision.revision;
+    }
     if (!belongs || decision.endpoint == nullptr || decision.target == nullptr) std::abort();
   } else if (decision.match != revgate::routing::MatchKind::none) {
     std::abort();

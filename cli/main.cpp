@@ -99,33 +99,6 @@ int cmd_check(const std::string& path) {
   return kExitOk;
 }
 
-// What `revgate route` matches rules on: the request given by its flags.
-class FlagRequest final : public routing::MatchFields {
- public:
-  FlagRequest(std::string_view method_, std::string_view target, std::string_view host,
-              const std::vector<std::pair<std::string, std::string>>& fields)
-      : fields_(fields) {
-    method = method_;
-    authority = host;
-    const auto q = std::min(target.find('?'), target.size());
-    path = target.substr(0, q);
-    query = q < target.size() ? target.substr(q + 1) : std::string_view();
-  }
-  std::size_t header_values(std::string_view name, std::string_view* out,
-                            std::size_t capacity) const override {
-    std::size_t count = 0;
-    for (const auto& [n, v] : fields_) {
-      if (n != name) continue;
-      if (count < capacity) out[count] = v;
-      ++count;
-    }
-    return count;
-  }
-
- private:
-  const std::vector<std::pair<std::string, std::string>>& fields_;
-};
-
 // Each rule up to the one that matched: why it did not (the first condition of each of its
 // match entries that fails), or which entry matched.
 void explain_rules(const routing::Service& service, const routing::Decision& decision,
@@ -189,7 +162,7 @@ int cmd_route(const std::string& path, const std::string& host, const std::strin
     if (name == "cookie") request.cookie_header = value;
     if (match.service != nullptr && name == match.service->hash_header) request.hash_header = value;
   }
-  const FlagRequest fields_view(method, target_path, host, fields);
+  const routing::ListedFields fields_view(method, target_path, host, fields);
   request.fields = &fields_view;
   auto decision = router.route(match, request, std::random_device{}());
   if (decision.service == nullptr) {

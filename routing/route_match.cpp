@@ -93,6 +93,27 @@ std::string StringMatcher::describe() const {
   return "";
 }
 
+ListedFields::ListedFields(std::string_view method_, std::string_view target,
+                           std::string_view authority_, const List& fields)
+    : fields_(fields) {
+  method = method_;
+  authority = authority_;
+  const std::size_t q = std::min(target.find('?'), target.size());
+  path = target.substr(0, q);
+  query = q < target.size() ? target.substr(q + 1) : std::string_view();
+}
+
+std::size_t ListedFields::header_values(std::string_view name, std::string_view* out,
+                                        std::size_t capacity) const {
+  std::size_t count = 0;
+  for (const auto& [field, value] : fields_) {
+    if (field != name) continue;
+    if (count < capacity) out[count] = value;
+    ++count;
+  }
+  return count;
+}
+
 bool MatchCondition::holds(const MatchFields& request) const noexcept {
   switch (field) {
     case Field::uri:

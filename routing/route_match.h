@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace re2 {
@@ -60,6 +61,21 @@ class MatchFields {
   std::string_view path;       // the request target up to '?' (Istio's `uri`)
   std::string_view query;      // after '?', without it; empty when there is none
   std::string_view authority;  // Host / :authority as the client sent it
+};
+
+// MatchFields over a list of (lowercase name, value) fields: for `revgate route`, tests and
+// benchmarks, where there is no parsed head. `target` is "/path?query"; the list and the
+// target must outlive it.
+class ListedFields : public MatchFields {
+ public:
+  using List = std::vector<std::pair<std::string, std::string>>;
+  ListedFields(std::string_view method, std::string_view target, std::string_view authority,
+               const List& fields);
+  std::size_t header_values(std::string_view name, std::string_view* out,
+                            std::size_t capacity) const override;
+
+ private:
+  const List& fields_;
 };
 
 // One condition of a match: which field, and for headers and query parameters which name.

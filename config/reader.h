@@ -21,6 +21,7 @@ namespace revgate::config::detail {
 struct Section {
   std::string_view noun;
   std::span<const std::string_view> keys;
+  bool any_key = false;  // keys are the user's (header names, parameters): `keys` unused
 };
 
 // One key of a map, with positions ready for messages. Valid while the document lives.

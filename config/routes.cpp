@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -203,39 +202,10 @@ class RoutesReader {
     return out;
   }
 
-  // A map whose keys are the user's (header names, parameters): read_map with no key list
-  // rejects every key, so the entries are walked here.
+  // A map whose keys are the user's (header names, parameters).
   std::optional<Fields> read_open_map(const Field& field) {
-    const YamlNode node = field.value;
-    if (!node.is_map()) {
-      r_.add(field.value_pos, "type",
-             fmt::format("{}: {} must be a map, got {}", who_, field.name, describe(node)));
-      return std::nullopt;
-    }
-    Fields fields;
-    fields.pos = node.pos();
-    for (std::size_t i = 0; i < node.size(); ++i) {
-      Field entry;
-      entry.key = node.key(i);
-      entry.value = node.value(i);
-      entry.key_pos = entry.key.pos();
-      entry.value_pos = entry.value.is_null() ? entry.key_pos : entry.value.pos();
-      if (!entry.key.is_scalar()) {
-        r_.add(entry.key_pos, "type",
-               fmt::format("{}: a key in {} must be a string, got {}", who_, field.name,
-                           describe(entry.key)));
-        continue;
-      }
-      entry.name = entry.key.scalar();
-      if (const Field* first = fields.find_key(entry.name)) {
-        r_.add(entry.key_pos, "duplicate-key",
-               fmt::format("{}: key {} appears twice in {} (first at line {})", who_,
-                           quote(entry.name), field.name, first->key_pos.line));
-        continue;
-      }
-      fields.entries.push_back(std::move(entry));
-    }
-    return fields;
+    const std::string noun = fmt::format("{}: {}", who_, field.name);
+    return r_.read_map(field.value, Section{noun, {}, /*any_key=*/true});
   }
 
   std::optional<RouteRewrite> read_rewrite(const Field& field) {
@@ -388,17 +358,28 @@ class RoutesReader {
     return value;
   }
 
-  // "host" or "host:port" (a DNS name or an IP literal), as a Host header carries it.
+  // "host" or "host:port" (a DNS name or an IP literal, IPv6 in brackets), as a Host header
+  // carries it: the config's own host and host:port parsers decide.
   std::optional<std::string> read_authority(const Field& field, std::string_view rule) {
     auto value = r_.read_string(field);
     if (!value) return std::nullopt;
-    const bool ok = !value->empty() && std::all_of(value->begin(), value->end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' ||
-             c == '[' || c == ']' || c == '_';
-    });
+    const bool bracketed_only = value->starts_with('[') && value->ends_with(']');
+    const bool has_port = !bracketed_only && value->find(':') != std::string::npos;
+    std::string host = bracketed_only ? value->substr(1, value->size() - 2) : *value;
+    bool ok = !bracketed_only || numeric_ipv6(host).has_value();
+    if (has_port) {
+      auto split = split_host_port(*value);
+      ok = split.has_value();
+      if (ok) host = split->host;
+      if (ok && split->bracketed) ok = numeric_ipv6(host).has_value();
+    }
+    if (ok && !bracketed_only && !(has_port && value->starts_with('['))) {
+      ok = numeric_ipv4(host).has_value() || !dns_name_problem(host, /*allow_underscore=*/true);
+    }
     if (!ok) {
       r_.add(field.value_pos, rule,
-             fmt::format("{}: authority must be a host or host:port, got {}", who_, quote(*value)));
+             fmt::format("{}: authority must be a host or host:port, got {}", who_,
+                         quote(*value)));
       return std::nullopt;
     }
     return value;

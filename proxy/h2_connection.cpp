@@ -110,15 +110,9 @@ void H2Connection::read() {
 
 void H2Connection::flush() {
   if (holding_sends_ || writing_ || closed_) return;
-  switch (take_session_output(session_, out_, kReadSize)) {
-    case SessionOutput::kError:
-    case SessionOutput::kFinished:
-      return close();
-    case SessionOutput::kNothing:
-      return;
-    case SessionOutput::kBytes:
-      break;
-  }
+  const auto output = take_session_output(session_, out_, kReadSize);
+  if (output == SessionOutput::kNothing) return;
+  if (output != SessionOutput::kBytes) return close();  // finished, or the session failed
   writing_ = true;
   asio::async_write(stream_, asio::buffer(out_),
                     [self = shared_from_this()](error_code ec, std::size_t) {

@@ -429,19 +429,21 @@ void H2Stream::on_data(const std::uint8_t* data, std::size_t size) {
     return fail(ErrorKind::body_too_large);
   }
   buffers_->body_in.append(reinterpret_cast<const char*>(data), size);
-  if (h2_body_deferred_ && h2_open_) {
-    h2_body_deferred_ = false;
-    return h2_upstream_->resume(h2_id_);
-  }
+  if (resume_h2_body()) return;
   write_request();
+}
+
+// An HTTP/2 upstream's data provider waiting for request body: it has some (or the end) now.
+bool H2Stream::resume_h2_body() {
+  if (!h2_body_deferred_ || !h2_open_) return false;
+  h2_body_deferred_ = false;
+  h2_upstream_->resume(h2_id_);
+  return true;
 }
 
 void H2Stream::on_end_stream() {
   request_ended_ = true;
-  if (h2_body_deferred_ && h2_open_) {
-    h2_body_deferred_ = false;
-    return h2_upstream_->resume(h2_id_);
-  }
+  if (resume_h2_body()) return;
   write_request();
 }
 

@@ -86,6 +86,7 @@ class H2Stream : public UpstreamWaiter,
   void on_upstream_checked(bool usable) override;
   void send_request();
   void write_request();
+  bool resume_h2_body();  // true when an HTTP/2 upstream takes the body from here
   void on_request_written(error_code ec, std::size_t body_bytes, bool finished);
   bool may_retry() const;
   void retry();

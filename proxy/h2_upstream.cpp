@@ -254,15 +254,9 @@ void H2Upstream::read() {
 
 void H2Upstream::flush() {
   if (holding_sends_ || writing_ || closed_ || !connected_) return;
-  switch (take_session_output(session_, out_, kReadSize)) {
-    case SessionOutput::kError:
-    case SessionOutput::kFinished:
-      return close();
-    case SessionOutput::kNothing:
-      return;
-    case SessionOutput::kBytes:
-      break;
-  }
+  const auto output = take_session_output(session_, out_, kReadSize);
+  if (output == SessionOutput::kNothing) return;
+  if (output != SessionOutput::kBytes) return close();  // finished, or the session failed
   writing_ = true;
   asio::async_write(connection_.stream, asio::buffer(out_),
                     [self = shared_from_this()](error_code ec, std::size_t) {

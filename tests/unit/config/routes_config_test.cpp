@@ -2,6 +2,8 @@
 // read, and each error with its position, the rule's position and name, and its rule id.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <string>
 #include <string_view>
 
@@ -193,6 +195,21 @@ TEST(Routes, ValuesAreChecked) {
   EXPECT_NE(only_error(fill(kService, "      - directResponse: {body: {string: x}}"))
                 .find("directResponse needs 'status' [required]"),
             std::string::npos);
+}
+
+TEST(Routes, AnAuthorityIsAHostOrHostPort) {
+  for (std::string_view good : {"backend.internal", "backend.internal:8080", "10.0.0.1",
+                                "10.0.0.1:80", "[::1]", "[::1]:8443", "svc_a.internal"}) {
+    EXPECT_EQ(only_rule(fmt::format("      - rewrite: {{authority: \"{}\"}}", good))
+                  .rewrite->authority,
+              good);
+  }
+  for (std::string_view bad : {"a b", "host:port", "host:99999", "::1", "[nope]:80", "-a.b"}) {
+    EXPECT_NE(only_error(fill(kService, fmt::format("      - rewrite: {{authority: \"{}\"}}", bad)))
+                  .find("authority must be a host or host:port"),
+              std::string::npos)
+        << bad;
+  }
 }
 
 TEST(Routes, HeaderEditsLeaveTheProxysFieldsAlone) {
